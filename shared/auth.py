@@ -1,0 +1,93 @@
+"""JWT authentication and per-role checks for the mobile API.
+
+Tokens come from the API gateway as `Authorization: Bearer <JWT>`; every service verifies them itself and
+never trusts a bare user-id header. Claims: `sub` (user id) and `role` (admin | responder | observer).
+HS256 with a shared secret locally; RS256 against a JWKS endpoint in production.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+
+import jwt
+
+from shared.settings import ServiceSettings
+
+Role = Literal["admin", "responder", "observer"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+
+class AuthError(Exception):
+    """The request carries no valid credentials (401)."""
+
+
+class Forbidden(Exception):
+    """The caller is known but may not do this (403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            raise Forbidden(f"role '{self.role}' may not do this; needs one of {', '.join(roles)}")
+
+    def require_self_or_admin(self, user_id: object) -> None:
+        if not self.is_admin and str(user_id) != self.user_id:
+            raise Forbidden("a non-admin may act only for themself")
+
+    def require_writer(self) -> None:
+        if self.role == "observer":
+            raise Forbidden("observers have read-only access")
+
+
+class TokenVerifier:
+    """Verifies bearer tokens with the algorithm and keys from the settings."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._secret = settings.jwt_secret.get_secret_value()
+        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        if self._algorithm == "RS256" and self._jwks is None:
+            raise ValueError("JWT_ALGORITHM=RS256 needs JWT_JWKS_URL")
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthError("missing Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("Authorization must be 'Bearer <token>'")
+        key: Any = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._secret
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        role = claims.get("role")
+        if role not in ROLES:
+            raise AuthError(f"token role must be one of {', '.join(ROLES)}")
+        return Principal(user_id=str(claims["sub"]), role=cast(Role, role))
+
+
+def issue_dev_token(secret: str, user_id: str, role: Role, ttl_s: int = 3600) -> str:
+    """An HS256 token for local use and tests; production tokens come from the identity provider."""
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "role": role, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")

@@ -1,0 +1,344 @@
+"""HTTP plumbing for every service: problem responses, JSON bodies, JWT, ids, health, metrics, OpenAPI.
+
+Errors are RFC 9457 problem documents (`application/problem+json`): malformed JSON is 400, a body that
+breaks the schema is 422 listing each field, missing or bad credentials 401, a wrong role 403, an unknown
+route 404.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from shared.auth import AuthError, Forbidden, Principal, TokenVerifier
+from shared.errors import InvalidInput
+from shared.logs import CORRELATION_ID, get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+READINESS = web.AppKey("readiness", list[Callable[[], Awaitable[None]]])
+
+HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"])
+PROBLEM_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error the client can act on, rendered as an RFC 9457 problem document."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+class NotFound(Problem):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "Not Found", f"{what} does not exist")
+
+
+class Conflict(Problem):
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, "Conflict", detail)
+
+
+def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status, **({"detail": detail} if detail else {})}
+    return web.json_response(body | extra, status=status, content_type=PROBLEM_TYPE)
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """The request body as `model`: 400 if it is not JSON, 422 naming each field that breaks the schema."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Malformed JSON", f"request body is not valid JSON: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Problem(
+            422, "Unprocessable Content", "request body does not match the schema", errors=validation_errors(exc)
+        ) from exc
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`; 422 naming each parameter that breaks it."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise Problem(
+            422, "Unprocessable Content", "query parameters are invalid", errors=validation_errors(exc)
+        ) from exc
+
+
+class Page(BaseModel):
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+def parse_param(request: web.Request, name: str, kind: type[Any]) -> Any:
+    """A path or query parameter converted to `kind`; 422 naming it when it does not convert."""
+    raw = request.match_info.get(name, request.query.get(name))
+    try:
+        return TypeAdapter(kind).validate_python(raw)
+    except ValidationError as exc:
+        raise Problem(
+            422, "Unprocessable Content", f"parameter '{name}' is invalid",
+            errors=[{"field": name, "message": e["msg"], "type": e["type"]} for e in exc.errors()],
+        ) from exc
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def json_response(model: BaseModel | Sequence[BaseModel], status: int = 200) -> web.Response:
+    if isinstance(model, BaseModel):
+        text = model.model_dump_json()
+    else:
+        text = "[" + ",".join(m.model_dump_json() for m in model) + "]"
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+    except AuthError as exc:
+        resp = problem_response(401, "Unauthorized", str(exc))
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="oncall"'
+        return resp
+    except Forbidden as exc:
+        return problem_response(403, "Forbidden", str(exc))
+    except InvalidInput as exc:
+        return problem_response(
+            422, "Unprocessable Content", str(exc), errors=[{"field": exc.field, "message": str(exc)}]
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None)
+    except Exception:
+        log.exception("unhandled error")
+        return problem_response(500, "Internal Server Error", "the error was logged")
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    correlation_id = request.headers.get("X-Correlation-ID") or request_id
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    with structlog.contextvars.bound_contextvars(request_id=request_id, **{CORRELATION_ID: correlation_id}):
+        try:
+            response = await handler(request)
+            status = response.status
+        finally:
+            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Everything under /v1/ needs a valid bearer token; health, metrics, docs and webhooks do not."""
+    if request.match_info.http_exception is not None:
+        raise request.match_info.http_exception
+    if request.path.startswith("/v1/"):
+        request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+    return await handler(request)
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None
+    response: Any
+    status: int
+    roles: tuple[str, ...]
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class Api:
+    """Routes with enough metadata to publish an OpenAPI document alongside them."""
+
+    def __init__(self, title: str, version: str, description: str = "") -> None:
+        self.title, self.version, self.description = title, version, description
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        roles: tuple[str, ...] = ("admin", "responder", "observer"),
+        query: type[BaseModel] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        params = {n: f.description or "" for n, f in query.model_fields.items()} if query else {}
+
+        def register(handler: Handler) -> Handler:
+            self.operations.append(Operation(method, path, handler, summary, body, response, status, roles, params))
+            return handler
+
+        return register
+
+    def add_to(self, app: web.Application) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, op.handler)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of these routes, schemas taken from the pydantic models."""
+        components: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
+        paths: dict[str, Any] = {}
+
+        def ref(model: Any) -> dict[str, Any]:
+            schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            if "title" in schema and schema.get("type") == "object":
+                components[schema["title"]] = schema
+                return {"$ref": f"#/components/schemas/{schema['title']}"}
+            return schema
+
+        for op in self.operations:
+            responses: dict[str, Any] = {
+                str(op.status): {"description": "OK"}
+                | ({"content": {"application/json": {"schema": ref(op.response)}}} if op.response else {})
+            }
+            for code, why in _ERRORS.items():
+                if code in (401, 403) and not op.path.startswith("/v1/"):
+                    continue
+                if code in (400, 422) and not op.body and not op.params and "{" not in op.path:
+                    continue
+                responses[str(code)] = {
+                    "description": why,
+                    "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "operationId": op.handler.__name__,
+                "description": (op.handler.__doc__ or "").strip() + f"\n\nRoles: {', '.join(op.roles)}.",
+                "responses": responses,
+                "parameters": [
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for name in _path_params(op.path)
+                ]
+                + [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+                    for n, d in op.params.items()
+                ],
+            }
+            if op.body:
+                entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
+            if op.path.startswith("/v1/"):
+                entry["security"] = [{"bearer": []}]
+            paths.setdefault(op.path, {})[op.method.lower()] = entry
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version, "description": self.description},
+            "paths": paths,
+            "components": {
+                "schemas": components,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            },
+        }
+
+
+API = web.AppKey("api", Api)
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+_ERRORS = {
+    400: "Malformed JSON",
+    401: "Missing, invalid or expired token",
+    403: "The caller's role or identity may not do this",
+    404: "Not found",
+    422: "The input breaks the schema; `errors` lists each field",
+}
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "title": "Problem",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["title", "status"],
+}
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP. Depends on nothing else."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database and the broker answer."""
+    failures = {}
+    for check in request.app[READINESS]:
+        try:
+            await check()
+        except Exception as exc:
+            failures[getattr(check, "__name__", "check")] = repr(exc)
+    if failures:
+        return web.json_response({"status": "unavailable", "failures": failures}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[API].openapi())
+
+
+def build_app(api: Api, verifier: TokenVerifier) -> web.Application:
+    """An aiohttp app with the shared middlewares, health, metrics and OpenAPI routes, and `api`'s routes."""
+    app = web.Application(middlewares=[context_middleware, problem_middleware, auth_middleware])
+    app[VERIFIER] = verifier
+    app[API] = api
+    app[READINESS] = []
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_json)
+    api.add_to(app)
+    return app

@@ -1,0 +1,149 @@
+"""The transactional outbox and its relay.
+
+A use case calls `enqueue` inside the transaction that changes state, so the state change and the messages
+it causes commit together. The relay publishes committed rows to Kafka in id order and deletes them only
+after the broker acknowledged them; a crash in between publishes a row twice, which the consumers' inbox
+absorbs. One relay per schema is active at a time (a transaction-level advisory lock), which keeps the
+per-key order even with several replicas of a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import asyncpg
+from prometheus_client import Counter
+
+from shared.logs import CORRELATION_ID, current_correlation_id, get_logger
+from shared.messages import Message
+from shared.topics import topic_for
+
+log = get_logger(__name__)
+
+PUBLISHED = Counter("outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+RELAY_ERRORS = Counter("outbox_relay_errors_total", "Failed relay batches (retried with backoff)")
+
+
+async def enqueue(
+    conn: asyncpg.Connection, message: Message, *, headers: Mapping[str, str] | None = None
+) -> None:
+    """Stage `message` for publication; it is sent only if the surrounding transaction commits."""
+    meta = {"type": message.type, "event_id": str(message.event_id), **(headers or {})}
+    correlation_id = current_correlation_id()
+    if correlation_id:
+        meta.setdefault(CORRELATION_ID, correlation_id)
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+        topic_for(message).name,
+        message.key,
+        message.model_dump_json().encode(),
+        meta,
+    )
+    # Delivered on commit only, so the relay never wakes for a row it cannot see yet.
+    await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
+
+
+class Producer(Protocol):
+    async def send(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]: ...
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka; wakes on NOTIFY, polls as a fallback."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: Producer,
+        schema: str,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._schema = schema
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._max_backoff_s = max_backoff_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Relay until `stop()`; transient failures back off and retry, nothing is dropped."""
+        backoff = 0.1
+        listener = await self._listen()
+        try:
+            while not self._stopping:
+                try:
+                    while await self.publish_batch() == self._batch_size:
+                        pass
+                    backoff = 0.1
+                except Exception as exc:  # broker or database down: back off, keep every row
+                    RELAY_ERRORS.inc()
+                    log.warning("outbox relay failed; retrying", error=repr(exc), backoff_s=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff_s)
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(listener)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def flush(self, timeout_s: float = 10.0) -> int:
+        """Publish everything committed so far (used on shutdown); returns how many rows went out."""
+        sent = 0
+
+        async def drain() -> None:
+            nonlocal sent
+            while (n := await self.publish_batch()) > 0:
+                sent += n
+
+        await asyncio.wait_for(drain(), timeout_s)
+        return sent
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch in id order; returns the number of rows published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1))", self._schema):
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1", self._batch_size
+            )
+            if not rows:
+                return 0
+            acks = [
+                await self._producer.send(
+                    r["topic"],
+                    value=r["payload"],
+                    key=r["key"].encode(),
+                    headers=[(k, str(v).encode()) for k, v in r["headers"].items()],
+                )
+                for r in rows
+            ]
+            await asyncio.gather(*acks)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        for r in rows:
+            PUBLISHED.labels(r["topic"]).inc()
+        return len(rows)
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await self._pool.acquire()
+            await conn.add_listener(f"{self._schema}_outbox", lambda *_: self._wake.set())
+            return conn
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox relay cannot LISTEN; polling only", error=repr(exc))
+            return None

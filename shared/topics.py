@@ -1,0 +1,46 @@
+"""The topic registry: every Kafka topic, who writes it, and the messages it carries.
+
+One topic per producer stream, versioned. Keys are entity ids so one entity's messages stay ordered;
+commands to notifier are keyed by the recipient user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.messages import Message, NotificationQueued, SendNotification, TeamSnapshot, UserSnapshot
+
+SERVICES = ("schedule", "coverage", "callrouter", "notifier")
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    owner: str
+    messages: tuple[type[Message], ...]
+    partitions: int = 3
+    compacted: bool = False
+
+    @property
+    def dlq(self) -> str:
+        return dead_letter_topic(self.name)
+
+
+def dead_letter_topic(name: str) -> str:
+    return f"{name}.dlq"
+
+
+USERS = Topic("schedule.users.v1", "schedule", (UserSnapshot,), compacted=True)
+TEAMS = Topic("schedule.teams.v1", "schedule", (TeamSnapshot,), compacted=True)
+NOTIFICATION_COMMANDS = Topic("notifier.commands.v1", "notifier", (SendNotification,), partitions=6)
+DELIVERIES = Topic("notifier.deliveries.v1", "notifier", (NotificationQueued,))
+
+ALL_TOPICS = (USERS, TEAMS, NOTIFICATION_COMMANDS, DELIVERIES)
+
+
+def topic_for(message: Message) -> Topic:
+    """The topic a message type is published on."""
+    for topic in ALL_TOPICS:
+        if type(message) in topic.messages:
+            return topic
+    raise LookupError(f"no topic carries {type(message).__name__}")
