@@ -7,6 +7,7 @@ HS256 with a shared secret locally; RS256 against a JWKS endpoint in production.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -61,16 +62,29 @@ class TokenVerifier:
         if self._algorithm == "RS256" and self._jwks is None:
             raise ValueError("JWT_ALGORITHM=RS256 needs JWT_JWKS_URL")
 
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller named by a `Bearer` token; JWKS keys are fetched off the event loop and cached."""
+        token = _bearer(authorization)
+        if self._jwks is None:
+            return self._decode(token, self._secret)
+        try:
+            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientError as exc:
+            raise AuthError(f"no signing key for token: {exc}") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        return self._decode(token, key.key)
+
     def verify(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise AuthError("missing Authorization header")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("Authorization must be 'Bearer <token>'")
-        key: Any = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._secret
+        """Like `authenticate`, for the shared-secret configuration only."""
+        if self._jwks is not None:
+            raise RuntimeError("JWKS verification is asynchronous; use authenticate()")
+        return self._decode(_bearer(authorization), self._secret)
+
+    def _decode(self, token: str, key: Any) -> Principal:
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 key,
                 algorithms=[self._algorithm],
                 audience=self._audience,
@@ -85,6 +99,15 @@ class TokenVerifier:
         if role not in ROLES:
             raise AuthError(f"token role must be one of {', '.join(ROLES)}")
         return Principal(user_id=str(claims["sub"]), role=cast(Role, role))
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError("missing Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Authorization must be 'Bearer <token>'")
+    return token.strip()
 
 
 def issue_dev_token(secret: str, user_id: str, role: Role, ttl_s: int = 3600) -> str:

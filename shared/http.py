@@ -170,7 +170,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception
     if request.path.startswith("/v1/"):
-        request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+        request[PRINCIPAL] = await request.app[VERIFIER].authenticate(request.headers.get("Authorization"))
     return await handler(request)
 
 

@@ -1,0 +1,73 @@
+import time
+
+import jwt
+import pytest
+from pydantic import SecretStr
+
+from shared.auth import AuthError, Forbidden, Principal, TokenVerifier, issue_dev_token
+from shared.settings import ServiceSettings
+
+SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+verifier = TokenVerifier(ServiceSettings(jwt_secret=SecretStr(SECRET)))
+
+
+def test_a_valid_token_gives_the_principal() -> None:
+    p = verifier.verify("Bearer " + issue_dev_token(SECRET, "u1", "responder"))
+    assert p == Principal("u1", "responder")
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing"),
+        ("Basic abc", "Bearer"),
+        ("Bearer not.a.jwt", "invalid token"),
+        ("Bearer " + issue_dev_token("another-secret-that-is-long-enough-xxxx", "u1", "admin"), "invalid token"),
+        ("Bearer " + issue_dev_token(SECRET, "u1", "admin", ttl_s=-10), "expired"),
+        ("Bearer " + jwt.encode({"sub": "u1", "role": "root", "exp": time.time() + 60}, SECRET), "role"),
+        ("Bearer " + jwt.encode({"sub": "u1", "role": "admin"}, SECRET), "exp"),
+        ("Bearer " + jwt.encode({"sub": "u1", "role": "admin", "exp": time.time() + 60}, SECRET, "HS512"), "invalid"),
+    ],
+)
+def test_bad_credentials_are_refused_with_a_reason(header: str | None, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        verifier.verify(header)
+
+
+def test_roles_and_self_service() -> None:
+    responder = Principal("u1", "responder")
+    responder.require("admin", "responder")
+    responder.require_self_or_admin("u1")
+    with pytest.raises(Forbidden):
+        responder.require("admin")
+    with pytest.raises(Forbidden):
+        responder.require_self_or_admin("u2")
+    Principal("a", "admin").require_self_or_admin("u2")
+    with pytest.raises(Forbidden):
+        Principal("o", "observer").require_writer()
+
+
+def test_rs256_needs_a_jwks_url() -> None:
+    with pytest.raises(ValueError, match="JWKS"):
+        TokenVerifier(ServiceSettings(jwt_algorithm="RS256"))
+
+
+async def test_rs256_tokens_are_checked_against_a_jwks_endpoint() -> None:
+    import json
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())) | {"kid": "k1", "use": "sig"}
+    app = web.Application()
+    app.router.add_get("/jwks.json", lambda _: web.json_response({"keys": [jwk]}))
+    async with TestServer(app) as server:
+        rs = TokenVerifier(ServiceSettings(jwt_algorithm="RS256", jwt_jwks_url=str(server.make_url("/jwks.json"))))
+        claims = {"sub": "u9", "role": "observer", "exp": time.time() + 60}
+        good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        assert await rs.authenticate("Bearer " + good) == Principal("u9", "observer")
+        forged = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
+        with pytest.raises(AuthError):
+            await rs.authenticate("Bearer " + forged)

@@ -1,0 +1,52 @@
+from datetime import datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from shared.messages import SendNotification, UserSnapshot
+from shared.topics import ALL_TOPICS, NOTIFICATION_COMMANDS, USERS, topic_for
+
+
+def a_snapshot(**overrides: object) -> UserSnapshot:
+    fields: dict[str, object] = {
+        "user_id": uuid4(), "version": 1, "name": "Ada", "email": "a@b.io", "time_zone": "UTC",
+        "language": "en", "role": "admin", "active": True,
+    }
+    return UserSnapshot(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_envelope_fields_are_filled_and_in_utc() -> None:
+    berlin = timezone(timedelta(hours=1))
+    snap = a_snapshot(occurred_at=datetime(2026, 3, 29, 3, 0, tzinfo=berlin))
+    assert snap.type == "UserSnapshot" and snap.schema_version == 1
+    assert snap.occurred_at.utcoffset() == timedelta(0)
+    assert snap.occurred_at.hour == 2
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        a_snapshot(occurred_at=datetime(2026, 1, 1, 12, 0))
+
+
+def test_round_trip_through_json_is_lossless() -> None:
+    snap = a_snapshot(phone="+14155550100")
+    assert UserSnapshot.model_validate_json(snap.model_dump_json()) == snap
+
+
+def test_messages_are_keyed_by_their_entity() -> None:
+    snap = a_snapshot()
+    command = SendNotification(user_id=snap.user_id, idempotency_key="k", title="t", body="b")
+    assert snap.key == command.key == str(snap.user_id)
+    assert topic_for(snap) is USERS and topic_for(command) is NOTIFICATION_COMMANDS
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        UserSnapshot.model_validate(a_snapshot().model_dump() | {"surprise": 1})
+
+
+def test_topics_are_versioned_and_have_dead_letter_topics() -> None:
+    for topic in ALL_TOPICS:
+        assert topic.name.endswith(".v1")
+        assert topic.dlq == topic.name + ".dlq"
