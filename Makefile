@@ -22,7 +22,8 @@ TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
 .PHONY: help venv up down status logs token test lint bench clean
 
 help:
-	@echo "targets: up down status logs [NAME=svc] token [USER=.. ROLE=..] test [PYTEST_ARGS=..] lint bench venv clean"
+	@echo "targets: up [BROKER=tansu|noida] down status logs [NAME=..] token [USER=.. ROLE=..]"
+	@echo "         test [PYTEST_ARGS=..] lint bench venv clean"
 
 venv: $(STAMP)
 
@@ -36,7 +37,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 up: $(STAMP)
-	@$(PY) -m tools.devstack up
+	@$(PY) -m tools.devstack up $(if $(BROKER),--broker '$(BROKER)',)
 
 down: $(STAMP)
 	@$(PY) -m tools.devstack down

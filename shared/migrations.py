@@ -54,20 +54,20 @@ def migrations_for(service: str) -> list[Migration]:
     return found
 
 
-async def migrate(database_url: str, service: str) -> list[str]:
-    """Apply what is missing in `service`'s schema; returns the names of the files applied."""
+async def migrate(database_url: str, schema: str, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply what is missing in `schema` (by default a service's own migrations); returns what was applied."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
         try:
-            return await _apply(conn, service)
+            return await _apply(conn, schema, migrations_for(schema) if migrations is None else migrations)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     finally:
         await conn.close()
 
 
-async def _apply(conn: asyncpg.Connection, schema: str) -> list[str]:
+async def _apply(conn: asyncpg.Connection, schema: str, migrations: list[Migration]) -> list[str]:
     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     await conn.execute(f'SET search_path TO "{schema}"')
     await conn.execute(
@@ -80,7 +80,7 @@ async def _apply(conn: asyncpg.Connection, schema: str) -> list[str]:
         for r in await conn.fetch("SELECT source, version, checksum FROM schema_migrations")
     }
     done = []
-    for m in migrations_for(schema):
+    for m in migrations:
         known = applied.get((m.source, m.version))
         if known is not None:
             if known != m.checksum:

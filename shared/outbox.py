@@ -96,6 +96,7 @@ class OutboxRelay:
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):
+                    await listener.remove_listener(f"{self._schema}_outbox", self._on_notify)
                     await self._pool.release(listener)
 
     def stop(self) -> None:
@@ -139,10 +140,13 @@ class OutboxRelay:
             PUBLISHED.labels(r["topic"]).inc()
         return len(rows)
 
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
     async def _listen(self) -> asyncpg.Connection | None:
         try:
             conn = await self._pool.acquire()
-            await conn.add_listener(f"{self._schema}_outbox", lambda *_: self._wake.set())
+            await conn.add_listener(f"{self._schema}_outbox", self._on_notify)
             return conn
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("outbox relay cannot LISTEN; polling only", error=repr(exc))

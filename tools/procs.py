@@ -20,7 +20,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_PORTS: dict[str, int] = {"schedule": 8081, "coverage": 8082, "callrouter": 8083, "notifier": 8084}
 SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
-DEV_JWT_SECRET = "dev-secret-change-me"
+# The services' own default (shared.settings); 32+ bytes, so PyJWT does not warn about a short HMAC key.
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
 
 class ProcessError(RuntimeError):

@@ -1,0 +1,104 @@
+"""The outbox publishes exactly what committed, in order, and keeps rows while the broker is away."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.db import create_pool
+from shared.kafka import ensure_topics
+from shared.messages import UserSnapshot
+from shared.migrations import migrate, migrations_for
+from shared.outbox import OutboxRelay, enqueue
+from shared.testing import eventually, read_topic
+from shared.topics import USERS
+from tests.conftest import Infra
+
+
+def snapshot(user_id: uuid.UUID, version: int) -> UserSnapshot:
+    return UserSnapshot(
+        user_id=user_id, version=version, name=f"v{version}", email="a@b.io", time_zone="UTC", language="en",
+        role="responder", active=True,
+    )
+
+
+@pytest.fixture
+async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
+    schema = f"o_{uuid.uuid4().hex[:8]}"
+    await migrate(infra.database_url, schema, migrations_for("shared-only"))
+    await ensure_topics(infra.kafka_bootstrap, [USERS])
+    pool = await create_pool(infra.database_url, schema)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def test_committed_rows_are_published_in_order_and_rolled_back_ones_never(
+    infra: Infra, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    user_id = uuid.uuid4()
+    async with pool.acquire() as conn:
+        for version in (1, 2, 3):
+            async with conn.transaction():
+                await enqueue(conn, snapshot(user_id, version), headers={"correlation_id": "c-1"})
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await enqueue(conn, snapshot(user_id, 99))
+                raise RuntimeError("the use case failed after staging its event")
+
+    relay = OutboxRelay(pool, producer, pool_schema(pool), batch_size=2)
+    task = asyncio.create_task(relay.run())
+    try:
+        mine = await read_topic(
+            infra.kafka_bootstrap, USERS.name, until=lambda rs: len([r for r in rs if r.key == str(user_id).encode()]) >= 3
+        )
+        await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="outbox drained")
+    finally:
+        relay.stop()
+        await task
+    ours = [r for r in mine if r.key == str(user_id).encode()]
+    assert [json.loads(r.value)["version"] for r in ours] == [1, 2, 3]
+    assert len({r.partition for r in ours}) == 1
+    headers = dict(ours[0].headers)
+    assert headers["type"] == b"UserSnapshot" and headers["correlation_id"] == b"c-1"
+
+
+async def test_rows_wait_while_the_broker_is_unreachable(infra: Infra, pool: asyncpg.Pool) -> None:
+    user_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, snapshot(user_id, 1))
+
+    class Unreachable:
+        async def send(self, *args: object, **kwargs: object) -> "asyncio.Future[None]":
+            raise ConnectionError("broker down")
+
+    relay = OutboxRelay(pool, Unreachable(), pool_schema(pool), max_backoff_s=0.2)  # type: ignore[arg-type]
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(1.0)
+    relay.stop()
+    await task
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def test_one_relay_at_a_time_per_schema(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, snapshot(uuid.uuid4(), 1))
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock(hashtext('outbox:' || $1))", pool_schema(pool))
+        assert await OutboxRelay(pool, producer, pool_schema(pool)).publish_batch() == 0
+    assert await OutboxRelay(pool, producer, pool_schema(pool)).publish_batch() == 1
+
+
+def pool_schema(pool: asyncpg.Pool) -> str:
+    return str(pool._connect_kwargs["server_settings"]["search_path"])  # noqa: SLF001

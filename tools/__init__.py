@@ -1,0 +1,1 @@
+"""Developer tooling: local infrastructure, the services as processes, the dev CLI."""
