@@ -277,7 +277,8 @@ class Postgres:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll pg_isready until the server accepts connections; raise with the log tail otherwise."""
         deadline = time.monotonic() + timeout
-        argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"]
+        argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres"]
+        argv += ["-t", "1"]
         while subprocess.run(argv, env=_client_env(), stdin=subprocess.DEVNULL).returncode != 0:
             if not self.alive or time.monotonic() >= deadline:
                 raise InfraError(

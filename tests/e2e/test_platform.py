@@ -1,0 +1,135 @@
+"""The four services as OS processes on the real broker and database."""
+
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from shared.messages import SendNotification
+from shared.testing import eventually, produce, read_topic
+from shared.topics import NOTIFICATION_COMMANDS
+from tests.conftest import Infra, Stack, token
+
+pytestmark = pytest.mark.e2e
+ADMIN = token(uuid.uuid4(), "admin")
+
+
+async def call(method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.request(method, url, headers=headers, **kw) as resp:
+        body = await resp.json(content_type=None) if resp.content_length != 0 else None
+        return resp.status, body
+
+
+async def new_user(stack: Stack, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Grace", "email": f"{uuid.uuid4().hex}@example.com", "time_zone": "America/New_York"} | fields
+    status, user = await call("POST", stack.url("schedule", "/v1/users"), json=body, headers=ADMIN)
+    assert status == 201, user
+    return user  # type: ignore[no-any-return]
+
+
+async def test_a_user_written_in_schedule_reaches_notifier_and_callrouter(stack: Stack, db: asyncpg.Pool) -> None:
+    user = await new_user(stack, phone="+12125550100")
+    recipient_url = stack.url("notifier", f"/v1/recipients/{user['id']}")
+
+    async def recipient() -> Any:
+        status, body = await call("GET", recipient_url, headers=ADMIN)
+        return body if status == 200 else None
+
+    got = await eventually(recipient, what="recipient projected in notifier")
+    assert (got["name"], got["phone"], got["version"]) == ("Grace", "+12125550100", 1)
+    await eventually(
+        lambda: db.fetchval("SELECT phone FROM callrouter.responders WHERE user_id = $1", uuid.UUID(user["id"])),
+        what="responder projected in callrouter",
+    )
+
+    own = token(user["id"], "responder")
+    status, edited = await call(
+        "PATCH", stack.url("schedule", f"/v1/users/{user['id']}"), json={"time_zone": "Asia/Kolkata"}, headers=own
+    )
+    assert status == 200 and edited["version"] == 2
+
+    async def second_version() -> Any:
+        body = await recipient()
+        return body if body and body["version"] == 2 else None
+
+    assert (await eventually(second_version, what="edit projected"))["time_zone"] == "Asia/Kolkata"
+
+
+async def test_self_service_limits(stack: Stack) -> None:
+    user, other = await new_user(stack), await new_user(stack)
+    own = token(user["id"], "responder")
+    url = stack.url("schedule", f"/v1/users/{user['id']}")
+    assert (await call("PATCH", url, json={"role": "admin"}, headers=own))[0] == 403
+    assert (await call("PATCH", stack.url("schedule", f"/v1/users/{other['id']}"), json={"name": "x"}, headers=own))[0] == 403
+    assert (await call("PATCH", url, json={"name": "x"}, headers=token(user["id"], "observer")))[0] == 403
+    assert (await call("POST", stack.url("schedule", "/v1/users"), json={}, headers=own))[0] == 403
+    status, body = await call("GET", stack.url("notifier", f"/v1/recipients/{other['id']}"), headers=own)
+    assert status == 403, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "fields"),
+    [
+        ("POST", "/v1/users", {"data": b"{nope", "headers": ADMIN}, 400, None),
+        ("POST", "/v1/users", {"json": {"name": "", "time_zone": "UTC"}, "headers": ADMIN}, 422, {"name", "email"}),
+        ("POST", "/v1/users", {"json": {"name": "a", "email": "a@b.io", "time_zone": "Nowhere/Land"}, "headers": ADMIN},
+         422, {"time_zone"}),
+        ("POST", "/v1/users", {"json": {"name": "a", "email": "a@b.io", "time_zone": "UTC", "phone": "12"},
+                               "headers": ADMIN}, 422, {"phone"}),
+        ("POST", "/v1/teams", {"json": {"name": "t", "member_ids": [str(uuid.uuid4())]}, "headers": ADMIN},
+         422, {"member_ids"}),
+        ("GET", "/v1/users/not-a-uuid", {"headers": ADMIN}, 422, {"user_id"}),
+        ("GET", f"/v1/users/{uuid.uuid4()}", {"headers": ADMIN}, 404, None),
+        ("GET", "/v1/users", {}, 401, None),
+        ("GET", "/v1/users", {"headers": {"Authorization": "Bearer expired.or.forged"}}, 401, None),
+        ("GET", "/v1/no-such-route", {"headers": ADMIN}, 404, None),
+    ],
+)
+async def test_bad_input_gets_a_problem_with_a_reason(
+    stack: Stack, method: str, path: str, kwargs: dict[str, Any], status: int, fields: set[str] | None
+) -> None:
+    got, body = await call(method, stack.url("schedule", path), **kwargs)
+    assert got == status, body
+    assert body["status"] == status and body["title"]
+    if fields:
+        assert {e["field"] for e in body["errors"]} == fields
+
+
+async def test_a_notification_command_pages_once_however_often_it_arrives(
+    stack: Stack, infra: Infra, db: asyncpg.Pool
+) -> None:
+    user_id = uuid.uuid4()
+    command = SendNotification(user_id=user_id, idempotency_key=f"test:{user_id}", title="Take my shift?", body="Sat")
+    repeat = SendNotification(user_id=user_id, idempotency_key=f"test:{user_id}", title="again", body="again")
+    follow_up = SendNotification(user_id=user_id, idempotency_key=f"test:{user_id}:2", title="Reminder", body="Sat")
+    raw = [(m.key.encode(), m.model_dump_json().encode()) for m in (command, command, repeat)]
+    await produce(infra.kafka_bootstrap, NOTIFICATION_COMMANDS.name, [*raw, (str(user_id).encode(), b"garbage")])
+    await produce(
+        infra.kafka_bootstrap, NOTIFICATION_COMMANDS.name, [(follow_up.key.encode(), follow_up.model_dump_json().encode())]
+    )
+
+    async def history() -> Any:
+        status, body = await call("GET", stack.url("notifier", "/v1/notifications"), headers=token(user_id, "responder"))
+        assert status == 200, body
+        return body if len(body) >= 2 else None
+
+    titles = {d["title"] for d in await eventually(history, what="two deliveries")}
+    assert titles == {"Take my shift?", "Reminder"}
+    assert await db.fetchval("SELECT count(*) FROM notifier.deliveries WHERE user_id = $1", user_id) == 2
+    parked = await read_topic(
+        infra.kafka_bootstrap, NOTIFICATION_COMMANDS.dlq, until=lambda rs: any(r.key == str(user_id).encode() for r in rs)
+    )
+    assert [r.value for r in parked if r.key == str(user_id).encode()] == [b"garbage"]
+
+
+@pytest.mark.parametrize("service", ["schedule", "coverage", "callrouter", "notifier"])
+async def test_every_service_exposes_health_metrics_and_openapi(stack: Stack, service: str) -> None:
+    assert (await call("GET", stack.url(service, "/healthz")))[0] == 200
+    status, ready = await call("GET", stack.url(service, "/readyz"))
+    assert status == 200 and ready["status"] == "ready"
+    async with aiohttp.ClientSession() as http, http.get(stack.url(service, "/metrics")) as resp:
+        assert resp.status == 200 and "http_requests_total" in await resp.text()
+    status, spec = await call("GET", stack.url(service, "/openapi.json"))
+    assert status == 200 and spec["openapi"].startswith("3.1") and spec["info"]["title"] == service
