@@ -72,14 +72,16 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._max_backoff_s = max_backoff_s
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def run(self) -> None:
         """Relay until `stop()`; transient failures back off and retry, nothing is dropped."""
         backoff = 0.1
         listener = await self._listen()
         try:
-            while not self._stopping:
+            while not self._stopped.is_set():
+                # Cleared before the pass, so a NOTIFY or stop() that lands during it is not lost.
+                self._wake.clear()
                 try:
                     while await self.publish_batch() == self._batch_size:
                         pass
@@ -87,20 +89,23 @@ class OutboxRelay:
                 except Exception as exc:  # broker or database down: back off, keep every row
                     RELAY_ERRORS.inc()
                     log.warning("outbox relay failed; retrying", error=repr(exc), backoff_s=backoff)
-                    await asyncio.sleep(backoff)
+                    await self._pause(self._stopped, backoff)
                     backoff = min(backoff * 2, self._max_backoff_s)
                     continue
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                await self._pause(self._wake, self._poll_interval_s)
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.remove_listener(f"{self._schema}_outbox", self._on_notify)
                     await self._pool.release(listener)
 
+    @staticmethod
+    async def _pause(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
     def stop(self) -> None:
-        self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     async def flush(self, timeout_s: float = 10.0) -> int:

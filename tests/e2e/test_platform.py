@@ -62,7 +62,9 @@ async def test_self_service_limits(stack: Stack) -> None:
     own = token(user["id"], "responder")
     url = stack.url("schedule", f"/v1/users/{user['id']}")
     assert (await call("PATCH", url, json={"role": "admin"}, headers=own))[0] == 403
-    assert (await call("PATCH", stack.url("schedule", f"/v1/users/{other['id']}"), json={"name": "x"}, headers=own))[0] == 403
+    assert (await call("PATCH", stack.url("schedule", f"/v1/users/{other['id']}"), json={"name": "x"}, headers=own))[
+        0
+    ] == 403
     assert (await call("PATCH", url, json={"name": "x"}, headers=token(user["id"], "observer")))[0] == 403
     assert (await call("POST", stack.url("schedule", "/v1/users"), json={}, headers=own))[0] == 403
     status, body = await call("GET", stack.url("notifier", f"/v1/recipients/{other['id']}"), headers=own)
@@ -74,12 +76,27 @@ async def test_self_service_limits(stack: Stack) -> None:
     [
         ("POST", "/v1/users", {"data": b"{nope", "headers": ADMIN}, 400, None),
         ("POST", "/v1/users", {"json": {"name": "", "time_zone": "UTC"}, "headers": ADMIN}, 422, {"name", "email"}),
-        ("POST", "/v1/users", {"json": {"name": "a", "email": "a@b.io", "time_zone": "Nowhere/Land"}, "headers": ADMIN},
-         422, {"time_zone"}),
-        ("POST", "/v1/users", {"json": {"name": "a", "email": "a@b.io", "time_zone": "UTC", "phone": "12"},
-                               "headers": ADMIN}, 422, {"phone"}),
-        ("POST", "/v1/teams", {"json": {"name": "t", "member_ids": [str(uuid.uuid4())]}, "headers": ADMIN},
-         422, {"member_ids"}),
+        (
+            "POST",
+            "/v1/users",
+            {"json": {"name": "a", "email": "a@b.io", "time_zone": "Nowhere/Land"}, "headers": ADMIN},
+            422,
+            {"time_zone"},
+        ),
+        (
+            "POST",
+            "/v1/users",
+            {"json": {"name": "a", "email": "a@b.io", "time_zone": "UTC", "phone": "12"}, "headers": ADMIN},
+            422,
+            {"phone"},
+        ),
+        (
+            "POST",
+            "/v1/teams",
+            {"json": {"name": "t", "member_ids": [str(uuid.uuid4())]}, "headers": ADMIN},
+            422,
+            {"member_ids"},
+        ),
         ("GET", "/v1/users/not-a-uuid", {"headers": ADMIN}, 422, {"user_id"}),
         ("GET", f"/v1/users/{uuid.uuid4()}", {"headers": ADMIN}, 404, None),
         ("GET", "/v1/users", {}, 401, None),
@@ -107,11 +124,15 @@ async def test_a_notification_command_pages_once_however_often_it_arrives(
     raw = [(m.key.encode(), m.model_dump_json().encode()) for m in (command, command, repeat)]
     await produce(infra.kafka_bootstrap, NOTIFICATION_COMMANDS.name, [*raw, (str(user_id).encode(), b"garbage")])
     await produce(
-        infra.kafka_bootstrap, NOTIFICATION_COMMANDS.name, [(follow_up.key.encode(), follow_up.model_dump_json().encode())]
+        infra.kafka_bootstrap,
+        NOTIFICATION_COMMANDS.name,
+        [(follow_up.key.encode(), follow_up.model_dump_json().encode())],
     )
 
     async def history() -> Any:
-        status, body = await call("GET", stack.url("notifier", "/v1/notifications"), headers=token(user_id, "responder"))
+        status, body = await call(
+            "GET", stack.url("notifier", "/v1/notifications"), headers=token(user_id, "responder")
+        )
         assert status == 200, body
         return body if len(body) >= 2 else None
 
@@ -119,7 +140,9 @@ async def test_a_notification_command_pages_once_however_often_it_arrives(
     assert titles == {"Take my shift?", "Reminder"}
     assert await db.fetchval("SELECT count(*) FROM notifier.deliveries WHERE user_id = $1", user_id) == 2
     parked = await read_topic(
-        infra.kafka_bootstrap, NOTIFICATION_COMMANDS.dlq, until=lambda rs: any(r.key == str(user_id).encode() for r in rs)
+        infra.kafka_bootstrap,
+        NOTIFICATION_COMMANDS.dlq,
+        until=lambda rs: any(r.key == str(user_id).encode() for r in rs),
     )
     assert [r.value for r in parked if r.key == str(user_id).encode()] == [b"garbage"]
 

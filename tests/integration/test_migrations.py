@@ -42,7 +42,9 @@ async def test_a_failing_file_rolls_back_alone(infra: Infra, tmp_path: Path) -> 
         await migrate(infra.database_url, schema, migrations)
     conn = await asyncpg.connect(infra.database_url)
     try:
-        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname=$1", schema)}
+        tables = {
+            r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname=$1", schema)
+        }
         assert tables == {"ok", "schema_migrations"}
     finally:
         await conn.close()

@@ -21,8 +21,14 @@ from tests.conftest import Infra
 
 def snapshot(user_id: uuid.UUID, version: int) -> UserSnapshot:
     return UserSnapshot(
-        user_id=user_id, version=version, name=f"v{version}", email="a@b.io", time_zone="UTC", language="en",
-        role="responder", active=True,
+        user_id=user_id,
+        version=version,
+        name=f"v{version}",
+        email="a@b.io",
+        time_zone="UTC",
+        language="en",
+        role="responder",
+        active=True,
     )
 
 
@@ -61,7 +67,9 @@ async def test_committed_rows_are_published_in_order_and_rolled_back_ones_never(
     task = asyncio.create_task(relay.run())
     try:
         mine = await read_topic(
-            infra.kafka_bootstrap, USERS.name, until=lambda rs: len([r for r in rs if r.key == str(user_id).encode()]) >= 3
+            infra.kafka_bootstrap,
+            USERS.name,
+            until=lambda rs: len([r for r in rs if r.key == str(user_id).encode()]) >= 3,
         )
         await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="outbox drained")
     finally:
@@ -101,4 +109,4 @@ async def test_one_relay_at_a_time_per_schema(pool: asyncpg.Pool, producer: AIOK
 
 
 def pool_schema(pool: asyncpg.Pool) -> str:
-    return str(pool._connect_kwargs["server_settings"]["search_path"])  # noqa: SLF001
+    return str(pool._connect_kwargs["server_settings"]["search_path"])

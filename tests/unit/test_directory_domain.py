@@ -8,8 +8,13 @@ from shared.errors import InvalidInput
 
 def a_user(**overrides: object) -> domain.User:
     fields: dict[str, object] = {
-        "id": uuid4(), "name": "Ada", "email": "ada@example.com", "phone": "+4915112345678",
-        "time_zone": "Europe/Berlin", "language": "de-DE", "role": "responder",
+        "id": uuid4(),
+        "name": "Ada",
+        "email": "ada@example.com",
+        "phone": "+4915112345678",
+        "time_zone": "Europe/Berlin",
+        "language": "de-DE",
+        "role": "responder",
     }
     return domain.new_user(**(fields | overrides))  # type: ignore[arg-type]
 

@@ -88,7 +88,9 @@ async def test_missing_invalid_or_expired_token_is_401(client: TestClient, heade
 
 
 async def test_wrong_role_is_403(client: TestClient) -> None:
-    body = await problem(await client.post("/v1/shifts", json={"user": "a", "hours": 1}, headers=bearer("observer")), 403)
+    body = await problem(
+        await client.post("/v1/shifts", json={"user": "a", "hours": 1}, headers=bearer("observer")), 403
+    )
     assert "observer" in body["detail"]
 
 

@@ -10,8 +10,14 @@ from shared.topics import ALL_TOPICS, NOTIFICATION_COMMANDS, USERS, topic_for
 
 def a_snapshot(**overrides: object) -> UserSnapshot:
     fields: dict[str, object] = {
-        "user_id": uuid4(), "version": 1, "name": "Ada", "email": "a@b.io", "time_zone": "UTC",
-        "language": "en", "role": "admin", "active": True,
+        "user_id": uuid4(),
+        "version": 1,
+        "name": "Ada",
+        "email": "a@b.io",
+        "time_zone": "UTC",
+        "language": "en",
+        "role": "admin",
+        "active": True,
     }
     return UserSnapshot(**(fields | overrides))  # type: ignore[arg-type]
 
