@@ -94,6 +94,7 @@ def subscriber_options(settings: ServiceSettings, group: str) -> dict[str, Any]:
         "group_id": group,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": min(settings.kafka_heartbeat_interval_ms, settings.kafka_session_timeout_ms // 3),
     }

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from shared.logs import CORRELATION_ID, current_correlation_id, get_logger
 from shared.messages import Message
-from shared.topics import topic_for
+from shared.topics import Topic, topic_for
 
 log = get_logger(__name__)
 
@@ -28,16 +28,20 @@ RELAY_ERRORS = Counter("outbox_relay_errors_total", "Failed relay batches (retri
 
 
 async def enqueue(
-    conn: asyncpg.Connection, message: Message, *, headers: Mapping[str, str] | None = None
+    conn: asyncpg.Connection,
+    message: Message,
+    *,
+    headers: Mapping[str, str] | None = None,
+    topic: Topic | None = None,
 ) -> None:
-    """Stage `message` for publication; it is sent only if the surrounding transaction commits."""
+    """Stage `message` for publication on its registered topic (or `topic`); sent only if the transaction commits."""
     meta = {"type": message.type, "event_id": str(message.event_id), **(headers or {})}
     correlation_id = current_correlation_id()
     if correlation_id:
         meta.setdefault(CORRELATION_ID, correlation_id)
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-        topic_for(message).name,
+        (topic or topic_for(message)).name,
         message.key,
         message.model_dump_json().encode(),
         meta,

@@ -20,6 +20,7 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     jwt_secret: SecretStr = SecretStr("dev-only-secret-change-me-in-production")
