@@ -41,7 +41,7 @@ class Tick(Message):
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main(rate: int, seconds: float, burst: int) -> None:
@@ -83,11 +83,11 @@ async def main(rate: int, seconds: float, burst: int) -> None:
             # sent_ns is stamped just before commit; the commit itself is inside the measured span
             await enqueue(conn, Tick(tick_id=uuid.uuid4(), sent_ns=time.time_ns()), topic=topic)
 
-    async def wait_all(total: int, timeout: float) -> None:
+    async def wait_all(total: int, limit_s: float) -> None:
         expected["n"] = total
         if received["n"] < total:
             done.clear()
-            await asyncio.wait_for(done.wait(), timeout)
+            await asyncio.wait_for(done.wait(), limit_s)
 
     # warm-up: group joined, connections open
     async with pool.acquire() as conn:

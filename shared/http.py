@@ -30,7 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
-READINESS = web.AppKey("readiness", list[Callable[[], Awaitable[None]]])
+READINESS = web.AppKey("readiness", list[tuple[str, Callable[[], Awaitable[None]], bool]])
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -310,16 +310,19 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database and the broker answer."""
-    failures = {}
-    for check in request.app[READINESS]:
+    """Readiness: every required check passes. Optional ones (the broker) are reported, not required: the
+    outbox lets a service keep accepting work while Kafka is away, and webhooks must keep answering."""
+    checks: dict[str, str] = {}
+    ready = True
+    for name, check, required in request.app[READINESS]:
         try:
             await check()
+            checks[name] = "ok"
         except Exception as exc:
-            failures[getattr(check, "__name__", "check")] = repr(exc)
-    if failures:
-        return web.json_response({"status": "unavailable", "failures": failures}, status=503)
-    return web.json_response({"status": "ready"})
+            checks[name] = f"failing: {exc!r}"
+            ready = ready and not required
+    status = "ready" if ready else "unavailable"
+    return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
 
 
 async def metrics(_: web.Request) -> web.Response:

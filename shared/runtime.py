@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union
 
 import asyncpg
 from aiohttp import web
@@ -35,11 +35,20 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 class Service:
     """Everything one service process runs; `main.py` builds one and calls `run()`."""
 
-    def __init__(self, settings: ServiceSettings, api: Api, topics: Sequence[Topic]) -> None:
+    def __init__(
+        self, settings: ServiceSettings, api: Api, *, publishes: Sequence[Topic] = (), consumes: Sequence[Topic] = ()
+    ) -> None:
         self.settings = settings
         self.api = api
-        self.topics = tuple(topics)
+        self.topics = tuple(dict.fromkeys([*publishes, *consumes]))
         self.broker: KafkaBroker = make_broker(settings)
+        for topic in publishes:
+            # Messages leave through the outbox relay; this only documents them in the AsyncAPI spec.
+            self.broker.publisher(
+                topic.name,
+                schema=topic.messages[0] if len(topic.messages) == 1 else Union[topic.messages],  # noqa: UP007
+                description=f"Published by {settings.service_name} through its outbox, keyed by entity id.",
+            )
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
@@ -88,7 +97,7 @@ class Service:
         await self.broker.start()  # subscribers join their groups here
         app = build_app(self.api, TokenVerifier(s))
         app[POOL] = self._pool
-        app[READINESS].extend([self._database_ready, self._broker_ready])
+        app[READINESS].extend([("database", self._database_ready, True), ("broker", self._broker_ready, False)])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=s.shutdown_grace_s / 2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http_host, s.http_port)

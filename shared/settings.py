@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
 
 class ServiceSettings(BaseSettings):
@@ -13,6 +15,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
+    environment: Literal["local", "production"] = "local"
     service_name: str = "service"
     database_url: str = "postgresql://oncall@127.0.0.1:15432/oncall"
     db_pool_min: int = 1
@@ -23,7 +26,7 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    jwt_secret: SecretStr = SecretStr("dev-only-secret-change-me-in-production")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_jwks_url: str | None = None
     jwt_audience: str | None = None
@@ -34,3 +37,10 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and self.jwt_algorithm == "HS256":
+            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET or len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("production needs JWT_SECRET (32+ bytes) or JWT_ALGORITHM=RS256 with JWT_JWKS_URL")
+        return self

@@ -8,7 +8,7 @@ from shared.topics import USERS
 
 
 def build(settings: Settings | None = None) -> Service:
-    svc = Service(settings or Settings(), api, topics=[USERS])
+    svc = Service(settings or Settings(), api, consumes=[USERS])
     consumers.register(svc)
     return svc
 

@@ -6,7 +6,7 @@ from shared.runtime import Service
 
 
 def build(settings: Settings | None = None) -> Service:
-    return Service(settings or Settings(), api, topics=[])
+    return Service(settings or Settings(), api)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from shared.topics import DELIVERIES, NOTIFICATION_COMMANDS, USERS
 
 
 def build(settings: Settings | None = None) -> Service:
-    svc = Service(settings or Settings(), api, topics=[USERS, NOTIFICATION_COMMANDS, DELIVERIES])
+    svc = Service(settings or Settings(), api, publishes=[DELIVERIES], consumes=[USERS, NOTIFICATION_COMMANDS])
     consumers.register(svc)
     return svc
 

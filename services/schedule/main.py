@@ -7,7 +7,7 @@ from shared.topics import TEAMS, USERS
 
 
 def build(settings: Settings | None = None) -> Service:
-    return Service(settings or Settings(), api, topics=[USERS, TEAMS])
+    return Service(settings or Settings(), api, publishes=[USERS, TEAMS], consumes=[])
 
 
 if __name__ == "__main__":

@@ -71,3 +71,11 @@ async def test_rs256_tokens_are_checked_against_a_jwks_endpoint() -> None:
         forged = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
         with pytest.raises(AuthError):
             await rs.authenticate("Bearer " + forged)
+
+
+def test_production_refuses_the_dev_secret() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        ServiceSettings(environment="production")
+    ServiceSettings(environment="production", jwt_secret=SecretStr("x" * 40))
