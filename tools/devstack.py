@@ -74,7 +74,7 @@ class ServiceRecord:
     pid: int
     port: int
     log_path: Path
-    infra_env: dict[str, str]  # the broker/database it was started against
+    started_with: dict[str, str]  # its environment and broker kind: a change means a restart
 
     def attach(self) -> ServiceProcess | None:
         return ServiceProcess.reattach(self.name, self.port, self.log_path, self.pid)
@@ -83,17 +83,17 @@ class ServiceRecord:
 def _load_records(run_dir: Path) -> dict[str, ServiceRecord]:
     try:
         raw = cast(dict[str, dict[str, Any]], json.loads((run_dir / SERVICES_FILE).read_text()))
-    except (OSError, ValueError):
+        return {
+            name: ServiceRecord(name, int(r["pid"]), int(r["port"]), Path(r["log_path"]), dict(r["started_with"]))
+            for name, r in raw.items()
+        }
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or written by an older version
         return {}
-    return {
-        name: ServiceRecord(name, int(r["pid"]), int(r["port"]), Path(r["log_path"]), dict(r["infra_env"]))
-        for name, r in raw.items()
-    }
 
 
 def _save_records(run_dir: Path, records: dict[str, ServiceRecord]) -> None:
     raw = {
-        r.name: {"pid": r.pid, "port": r.port, "log_path": str(r.log_path), "infra_env": r.infra_env}
+        r.name: {"pid": r.pid, "port": r.port, "log_path": str(r.log_path), "started_with": r.started_with}
         for r in records.values()
     }
     (run_dir / SERVICES_FILE).write_text(json.dumps(raw, indent=2) + "\n")
@@ -104,21 +104,22 @@ def _port_for(name: str, record: ServiceRecord | None) -> int:
     return infra.free_port() if infra.port_in_use(preferred) else preferred
 
 
-def _services_up(run_dir: Path, infra_env: dict[str, str]) -> dict[str, ServiceProcess]:
+def _services_up(run_dir: Path, env: dict[str, str], broker_kind: str) -> dict[str, ServiceProcess]:
     """Keep each recorded service that runs against the same infrastructure; (re)start the others."""
+    started_with = {**env, "broker": broker_kind}
     records = _load_records(run_dir)
     procs: dict[str, ServiceProcess] = {}
     for name in SERVICES:
         record = records.get(name)
         running = record.attach() if record else None
-        if running is not None and record is not None and record.infra_env == infra_env:
+        if running is not None and record is not None and record.started_with == started_with:
             procs[name] = running
             continue
         if running is not None:  # started against a broker or database that has since changed
             running.terminate()
         log_path = run_dir / "logs" / f"{name}.log"
-        procs[name] = start_service(name, env=infra_env, port=_port_for(name, record), log_path=log_path)
-        records[name] = ServiceRecord(name, procs[name].pid, procs[name].port, log_path, infra_env)
+        procs[name] = start_service(name, env=env, port=_port_for(name, record), log_path=log_path)
+        records[name] = ServiceRecord(name, procs[name].pid, procs[name].port, log_path, started_with)
         _save_records(run_dir, records)
     for proc in procs.values():
         proc.wait_ready(timeout=60)
@@ -151,7 +152,7 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
         raise ProcessError(f"tools.seed failed (exit {done.returncode})")
 
 
-def up(run_dir: Path, broker: infra.BrokerKind) -> int:
+def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     """Start (or re-attach to) everything, then print how to use it."""
     started = time.monotonic()
     stack = infra.up(run_dir, broker)
@@ -162,7 +163,7 @@ def up(run_dir: Path, broker: infra.BrokerKind) -> int:
         "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", LOCAL_SESSION_TIMEOUT_MS),
     }
     apply_migrations(stack.database_url)
-    procs = _services_up(run_dir, env)
+    procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external")
     _run_seed(env, procs, run_dir)
     print(infra.format_status(infra.status(run_dir)))
     print()
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up")
-    up_parser.add_argument("--broker", choices=infra.BROKER_KINDS, default="tansu")
+    up_parser.add_argument("--broker", choices=infra.BROKER_KINDS, help="default: as last time, else tansu")
     for name in ("down", "status", "clean"):
         commands.add_parser(name)
     logs_parser = commands.add_parser("logs")

@@ -28,13 +28,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
-from tools.procs import OsProcess, spawn, tail
+from tools.procs import OsProcess, cmdline, group_members, spawn, tail
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_PG_PORT = 15432
@@ -46,6 +46,7 @@ ENV_FILE = "infra.env"
 # Unix socket paths are limited to ~107 bytes; past this the server listens on TCP only.
 MAX_SOCKET_PATH = 100
 
+T = TypeVar("T")
 BrokerKind = Literal["tansu", "noida"]
 BROKER_KINDS: tuple[str, ...] = get_args(BrokerKind)
 
@@ -277,8 +278,8 @@ class Postgres:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll pg_isready until the server accepts connections; raise with the log tail otherwise."""
         deadline = time.monotonic() + timeout
-        argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres"]
-        argv += ["-t", "1"]
+        argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"]
+        argv += ["-U", DB_USER, "-d", "postgres"]  # else it logs a failed login as the OS user
         while subprocess.run(argv, env=_client_env(), stdin=subprocess.DEVNULL).returncode != 0:
             if not self.alive or time.monotonic() >= deadline:
                 raise InfraError(
@@ -304,7 +305,9 @@ class Postgres:
         if self.alive:
             argv = [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout))]
             subprocess.run(_as(self.account, [*argv, "stop"]), capture_output=True, stdin=subprocess.DEVNULL)
-        OsProcess(self.pid).terminate(timeout=5.0)
+        running = _postmaster(self.data_dir)
+        if running is not None:  # pg_ctl failed or timed out
+            OsProcess(running[0]).terminate(timeout=5.0)
         if delete_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             for leftover in (self.run_dir / "postgres", self.run_dir / "postgres.log"):
@@ -367,6 +370,23 @@ def start_postgres(
     return pg
 
 
+def _clear_crashed_server(data_dir: Path) -> None:
+    """Remove what a killed server left behind; the caller has established that none of ours runs.
+
+    Postgres refuses to start while a pid named in postmaster.pid or the socket lock exists, and that pid
+    may be an unreaped zombie (PID 1 in containers reaps late) or recycled by another program. Children of
+    a SIGKILLed postmaster linger for a moment still holding its shared memory, so they are killed first.
+    """
+    try:
+        old_pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        old_pid = 0
+    if old_pid > 0 and all("postgres" in cmdline(pid) for pid in group_members(old_pid)):
+        OsProcess(old_pid).kill()
+    for stale in [data_dir / "postmaster.pid", *data_dir.glob(".s.PGSQL.*.lock")]:
+        stale.unlink(missing_ok=True)
+
+
 def _pg_ctl_start(
     run_dir: Path, data_dir: Path, bindir: Path, port: int, account: str | None, fast: bool, timeout: float
 ) -> Postgres:
@@ -375,9 +395,7 @@ def _pg_ctl_start(
     if not link.is_symlink():
         link.unlink(missing_ok=True)
         link.symlink_to(Path("postgres") / "postgres.log")
-    # A crashed server's postmaster.pid can name a pid that now belongs to another program; postgres would
-    # then refuse to start. _postmaster() has already established that no server of ours runs.
-    (data_dir / "postmaster.pid").unlink(missing_ok=True)
+    _clear_crashed_server(data_dir)
     argv = [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t", str(int(timeout))]
     argv += ["-o", _server_options(data_dir, port, fast), "start"]
     done = subprocess.run(_as(account, argv), capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -405,7 +423,7 @@ def _package_binary(package: str, name: str) -> Path:
     return path
 
 
-def _run_coroutine_in_thread(make: Callable[[], Any]) -> Any:
+def _run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     # A fresh event loop in a worker thread works whether or not the caller is inside a running loop.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(make())).result()
@@ -440,7 +458,7 @@ def wait_kafka(bootstrap: str, timeout: float = START_TIMEOUT, alive: Callable[[
                 raise InfraError(f"no Kafka metadata from {bootstrap} within {timeout:.0f}s")
             await asyncio.sleep(0.1)
 
-    _run_coroutine_in_thread(poll)
+    _run_in_own_loop(poll)
 
 
 @dataclass
@@ -622,12 +640,14 @@ def load(run_dir: Path) -> Infra | None:
     broker = None if "external" in saved_broker else Broker.from_state(saved_broker)
     postgres_external = "external" in (state.get("postgres") or {})
     postgres = None if postgres_external else Postgres.attach(run_dir)
-    return Infra(run_dir, state["KAFKA_BOOTSTRAP"], state["DATABASE_URL"], broker, postgres, postgres_external)
+    kafka, database_url = state.get("KAFKA_BOOTSTRAP", ""), state.get("DATABASE_URL", "")
+    return Infra(run_dir, kafka, database_url, broker, postgres, postgres_external)
 
 
-def up(run_dir: Path, broker_kind: BrokerKind = "tansu", *, fast: bool = False) -> Infra:
+def up(run_dir: Path, broker_kind: BrokerKind | None = None, *, fast: bool = False) -> Infra:
     """Start broker and PostgreSQL for `run_dir`, or re-attach to those already running, and save the state.
 
+    `broker_kind` None keeps the kind recorded last time, else Tansu; another kind replaces a running broker.
     KAFKA_BOOTSTRAP / DATABASE_URL in the environment replace the corresponding component. Preferred ports
     are the ones recorded last time, else 19092 / 15432; a free port is taken when one is busy.
     """
@@ -642,7 +662,9 @@ def up(run_dir: Path, broker_kind: BrokerKind = "tansu", *, fast: bool = False) 
             if saved is not None and saved.broker is not None:  # replaced by the environment's broker
                 saved.broker.stop()
         else:
-            broker = _broker_up(run_dir, broker_kind, saved.broker if saved else None, started)
+            saved_broker = saved.broker if saved else None
+            kind = broker_kind or (saved_broker.kind if saved_broker else "tansu")
+            broker = _broker_up(run_dir, kind, saved_broker, started)
             kafka = broker.bootstrap
         postgres = None
         database_url = os.environ.get("DATABASE_URL", "")
@@ -681,7 +703,8 @@ def _postgres_up(run_dir: Path, saved: Postgres | None, fast: bool, started: lis
 
 
 def down(run_dir: Path) -> None:
-    """Stop what `up` started for `run_dir` and forget the state; the data stays in run_dir."""
+    """Stop what `up` started for `run_dir`. Data stays, and so does infra.json, so the next `up` picks the
+    same broker kind and ports; infra.env goes, as its addresses no longer answer."""
     run_dir = run_dir.resolve()
     infra = load(run_dir)
     if infra is not None:
@@ -690,8 +713,7 @@ def down(run_dir: Path) -> None:
     orphan = Postgres.attach(run_dir)
     if orphan is not None:
         orphan.stop()
-    for name in (STATE_FILE, ENV_FILE):
-        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / ENV_FILE).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -715,9 +737,9 @@ def status(run_dir: Path) -> list[ComponentStatus]:
             ComponentStatus("postgres", False, "", None, "not started"),
         ]
     if infra.broker is not None:
-        broker = ComponentStatus(
-            "broker", infra.broker.alive, infra.kafka_bootstrap, infra.broker.pid, infra.broker.kind
-        )
+        alive = infra.broker.alive
+        pid = infra.broker.pid if alive else None
+        broker = ComponentStatus("broker", alive, infra.kafka_bootstrap, pid, infra.broker.kind)
     else:
         broker = ComponentStatus("broker", tcp_open(infra.kafka_bootstrap), infra.kafka_bootstrap, None, "external")
     if infra.postgres_external:
@@ -750,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         command = commands.add_parser(name)
         command.add_argument("--run-dir", type=Path, default=Path(".run"))
         if name == "up":
-            command.add_argument("--broker", choices=BROKER_KINDS, default="tansu")
+            command.add_argument("--broker", choices=BROKER_KINDS, help="default: as last time, else tansu")
             command.add_argument("--fast", action="store_true", help="fsync off: for throwaway clusters")
     commands.add_parser("pg-bindir")
     args = parser.parse_args(argv)

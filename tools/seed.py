@@ -22,16 +22,45 @@ from shared.auth import issue_dev_token
 from shared.settings import ServiceSettings
 
 PEOPLE = [
-    {"name": "Alex Admin", "email": "alex.admin@demo.oncall", "time_zone": "Europe/Berlin", "role": "admin",
-     "phone": "+4930901820", "language": "de"},
-    {"name": "Rita Responder", "email": "rita@demo.oncall", "time_zone": "Europe/Berlin", "role": "responder",
-     "phone": "+4915112345601", "language": "de"},
-    {"name": "Sam Responder", "email": "sam@demo.oncall", "time_zone": "America/New_York", "role": "responder",
-     "phone": "+12125550101", "language": "en"},
-    {"name": "Priya Responder", "email": "priya@demo.oncall", "time_zone": "Asia/Kolkata", "role": "responder",
-     "phone": "+919812345601", "language": "en"},
-    {"name": "Olga Observer", "email": "olga@demo.oncall", "time_zone": "Europe/Berlin", "role": "observer",
-     "language": "en"},
+    {
+        "name": "Alex Admin",
+        "email": "alex.admin@demo.oncall",
+        "time_zone": "Europe/Berlin",
+        "role": "admin",
+        "phone": "+4930901820",
+        "language": "de",
+    },
+    {
+        "name": "Rita Responder",
+        "email": "rita@demo.oncall",
+        "time_zone": "Europe/Berlin",
+        "role": "responder",
+        "phone": "+4915112345601",
+        "language": "de",
+    },
+    {
+        "name": "Sam Responder",
+        "email": "sam@demo.oncall",
+        "time_zone": "America/New_York",
+        "role": "responder",
+        "phone": "+12125550101",
+        "language": "en",
+    },
+    {
+        "name": "Priya Responder",
+        "email": "priya@demo.oncall",
+        "time_zone": "Asia/Kolkata",
+        "role": "responder",
+        "phone": "+919812345601",
+        "language": "en",
+    },
+    {
+        "name": "Olga Observer",
+        "email": "olga@demo.oncall",
+        "time_zone": "Europe/Berlin",
+        "role": "observer",
+        "language": "en",
+    },
 ]
 TEAM = "Platform SRE"
 
