@@ -7,10 +7,26 @@ moves it backwards.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import asyncpg
+
+from shared.db import transaction
+from shared.inbox import claim
+from shared.messages import Message
+
+S = TypeVar("S", bound=Message)
+
+
+async def project_once(
+    pool: asyncpg.Pool, consumer: str, snapshot: S, upsert: Callable[[asyncpg.Connection, S], Awaitable[bool]]
+) -> bool:
+    """Apply `snapshot` with `upsert` unless `consumer` already handled this event; True if it changed."""
+    async with transaction(pool) as conn:
+        if not await claim(conn, consumer, snapshot.event_id):
+            return False
+        return await upsert(conn, snapshot)
 
 
 async def upsert_snapshot(

@@ -47,11 +47,11 @@ DEFAULT_DEV_USER = "dev-admin"
 LOCAL_SESSION_TIMEOUT_MS = "6000"
 
 
-def issue_token(user: str, role: str, ttl: int = 3600, secret: str | None = None) -> str:
+def issue_token(user: str, role: str, ttl: int = 3600) -> str:
     """A dev JWT (HS256) with claims sub, role, iat, exp, signed with JWT_SECRET or the dev default."""
     now = int(time.time())
     claims = {"sub": user, "role": role, "iat": now, "exp": now + ttl}
-    return jwt.encode(claims, secret or os.environ.get("JWT_SECRET", DEV_JWT_SECRET), algorithm="HS256")
+    return jwt.encode(claims, os.environ.get("JWT_SECRET", DEV_JWT_SECRET), algorithm="HS256")
 
 
 def dev_user(run_dir: Path = RUN_DIR) -> str:
@@ -146,7 +146,6 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
         return
     seed_env = {**os.environ, **env, "ONCALL_RUN_DIR": str(run_dir)}
     seed_env.update({f"{name.upper()}_URL": proc.base_url for name, proc in procs.items()})
-    seed_env.setdefault("JWT_SECRET", DEV_JWT_SECRET)
     done = subprocess.run([sys.executable, "-m", "tools.seed"], env=seed_env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise ProcessError(f"tools.seed failed (exit {done.returncode})")
@@ -195,7 +194,7 @@ def down(run_dir: Path) -> int:
     if leftovers:
         print(f"error: still running: {', '.join(leftovers)}", file=sys.stderr)
         return 1
-    print("stopped broker and postgres; data kept in", run_dir)
+    print(f"nothing of ours left running; data kept in {run_dir}")
     return 0
 
 

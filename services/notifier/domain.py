@@ -17,7 +17,3 @@ class Delivery:
     data: dict[str, str] = field(default_factory=dict)
     status: str = "queued"
 
-
-def breaks_do_not_disturb(delivery: Delivery) -> bool:
-    """Critical pages use the platforms' critical-alert channel, which sounds even in Do Not Disturb."""
-    return delivery.urgency == "critical"

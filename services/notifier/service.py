@@ -12,6 +12,7 @@ from shared.db import transaction
 from shared.inbox import claim
 from shared.messages import NotificationQueued, SendNotification, UserSnapshot
 from shared.outbox import enqueue
+from shared.projection import project_once
 
 USERS_CONSUMER = "notifier.users"
 COMMANDS_CONSUMER = "notifier.commands"
@@ -19,10 +20,7 @@ COMMANDS_CONSUMER = "notifier.commands"
 
 async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
     """Keep the recipient directory in step with schedule's users; True if it changed."""
-    async with transaction(pool) as conn:
-        if not await claim(conn, USERS_CONSUMER, snapshot.event_id):
-            return False
-        return await store.upsert_recipient(conn, snapshot)
+    return await project_once(pool, USERS_CONSUMER, snapshot, store.upsert_recipient)
 
 
 async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> Delivery | None:

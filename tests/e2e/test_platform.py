@@ -9,7 +9,7 @@ import pytest
 
 from shared.messages import SendNotification
 from shared.testing import eventually, produce, read_topic
-from shared.topics import NOTIFICATION_COMMANDS
+from shared.topics import NOTIFICATION_COMMANDS, USERS
 from tests.conftest import Infra, Stack, token
 
 pytestmark = pytest.mark.e2e
@@ -156,3 +156,18 @@ async def test_every_service_exposes_health_metrics_and_openapi(stack: Stack, se
         assert resp.status == 200 and "http_requests_total" in await resp.text()
     status, spec = await call("GET", stack.url(service, "/openapi.json"))
     assert status == 200 and spec["openapi"].startswith("3.1") and spec["info"]["title"] == service
+
+
+async def test_the_correlation_id_of_a_request_travels_with_its_events(stack: Stack, infra: Infra) -> None:
+    correlation_id = f"corr-{uuid.uuid4()}"
+    body = {"name": "Cora", "email": f"{uuid.uuid4().hex}@example.com", "time_zone": "UTC"}
+    headers = ADMIN | {"X-Correlation-ID": correlation_id}
+    status, user = await call("POST", stack.url("schedule", "/v1/users"), json=body, headers=headers)
+    assert status == 201
+    records = await read_topic(
+        infra.kafka_bootstrap, USERS.name, until=lambda rs: any(r.key == user["id"].encode() for r in rs)
+    )
+    (record,) = [r for r in records if r.key == user["id"].encode()]
+    headers_of = dict(record.headers)
+    assert headers_of["correlation_id"] == correlation_id.encode()
+    assert headers_of["type"] == b"UserSnapshot"

@@ -16,22 +16,28 @@ def test_a_valid_token_gives_the_principal() -> None:
     assert p == Principal("u1", "responder")
 
 
-@pytest.mark.parametrize(
-    ("header", "reason"),
-    [
-        (None, "missing"),
-        ("Basic abc", "Bearer"),
-        ("Bearer not.a.jwt", "invalid token"),
-        ("Bearer " + issue_dev_token("another-secret-that-is-long-enough-xxxx", "u1", "admin"), "invalid token"),
-        ("Bearer " + issue_dev_token(SECRET, "u1", "admin", ttl_s=-10), "expired"),
-        ("Bearer " + jwt.encode({"sub": "u1", "role": "root", "exp": time.time() + 60}, SECRET), "role"),
-        ("Bearer " + jwt.encode({"sub": "u1", "role": "admin"}, SECRET), "exp"),
-        ("Bearer " + jwt.encode({"sub": "u1", "role": "admin", "exp": time.time() + 60}, SECRET, "HS512"), "invalid"),
-    ],
-)
-def test_bad_credentials_are_refused_with_a_reason(header: str | None, reason: str) -> None:
+def _jwt(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> str:
+    return "Bearer " + jwt.encode(claims, key, alg)
+
+
+# Factories, not values: a token made at collection time could expire before its test runs.
+BAD_CREDENTIALS = {
+    "missing": (lambda: None, "missing"),
+    "not bearer": (lambda: "Basic abc", "Bearer"),
+    "garbage": (lambda: "Bearer not.a.jwt", "invalid token"),
+    "forged": (lambda: "Bearer " + issue_dev_token("another-secret-that-is-long-enough-xxxx", "u1", "admin"), "invalid"),
+    "expired": (lambda: "Bearer " + issue_dev_token(SECRET, "u1", "admin", ttl_s=-10), "expired"),
+    "unknown role": (lambda: _jwt({"sub": "u1", "role": "root", "exp": time.time() + 60}), "role"),
+    "no expiry": (lambda: _jwt({"sub": "u1", "role": "admin"}), "exp"),
+    "other algorithm": (lambda: _jwt({"sub": "u1", "role": "admin", "exp": time.time() + 60}, alg="HS512"), "invalid"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CREDENTIALS)
+def test_bad_credentials_are_refused_with_a_reason(case: str) -> None:
+    make_header, reason = BAD_CREDENTIALS[case]
     with pytest.raises(AuthError, match=reason):
-        verifier.verify(header)
+        verifier.verify(make_header())
 
 
 def test_roles_and_self_service() -> None:
