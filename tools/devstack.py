@@ -174,8 +174,23 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     print(
         f"\nready in {time.monotonic() - started:.1f}s; logs in {run_dir / 'logs'}; env in {run_dir / infra.ENV_FILE}"
     )
-    print(f"\nexport TOKEN={token}")
-    print(f'curl -H "Authorization: Bearer $TOKEN" {schedule}/v1/users')
+    notifier = procs["notifier"].base_url
+    print(f"""
+Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=responder` for others):
+
+  export TOKEN={token}
+  curl -s -H "Authorization: Bearer $TOKEN" {schedule}/v1/users
+
+  # a user created in schedule reaches notifier over Kafka (outbox -> topic -> inbox):
+  ID=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+       -d '{{"name":"Lin","email":"lin.'$RANDOM'@example.com","time_zone":"Asia/Shanghai"}}' \\
+       {schedule}/v1/users | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+  sleep 1; curl -s -H "Authorization: Bearer $TOKEN" {notifier}/v1/recipients/$ID
+
+  # bad input gets a problem document with a reason:
+  curl -s -H "Authorization: Bearer $TOKEN" -d '{{"name":""}}' {schedule}/v1/users
+
+Then: make status | make logs NAME=notifier | make down""")
     return 0
 
 
