@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.auth import AuthError, Forbidden, Principal, TokenVerifier
 from shared.errors import InvalidInput
@@ -74,6 +74,7 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Problem(400, "Malformed JSON", f"request body is not valid JSON: {exc}") from exc
+    _refuse_nul(data, "")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -82,8 +83,26 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         ) from exc
 
 
+def _refuse_nul(value: Any, path: str) -> None:
+    """PostgreSQL text cannot hold U+0000; refuse it up front with the field's name instead of failing later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise Problem(
+                422, "Unprocessable Content", "text must not contain NUL characters",
+                errors=[{"field": path or "(body)", "message": "must not contain NUL (U+0000)", "type": "nul"}],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, path)
+            _refuse_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nul(item, f"{path}.{i}" if path else str(i))
+
+
 def read_query(request: web.Request, model: type[M]) -> M:
     """The query string as `model`; 422 naming each parameter that breaks it."""
+    _refuse_nul(dict(request.query), "")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -93,6 +112,9 @@ def read_query(request: web.Request, model: type[M]) -> M:
 
 
 class Page(BaseModel):
+    """Paging for list endpoints; unknown query parameters are refused, so a typo is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
 
@@ -104,7 +126,9 @@ def parse_param(request: web.Request, name: str, kind: type[Any]) -> Any:
         return TypeAdapter(kind).validate_python(raw)
     except ValidationError as exc:
         raise Problem(
-            422, "Unprocessable Content", f"parameter '{name}' is invalid",
+            422,
+            "Unprocessable Content",
+            f"parameter '{name}' is invalid",
             errors=[{"field": name, "message": e["msg"], "type": e["type"]} for e in exc.errors()],
         ) from exc
 
@@ -140,7 +164,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem_response(exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None)
+        resp = problem_response(exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None)
+        if "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
     except Exception:
         log.exception("unhandled error")
         return problem_response(500, "Internal Server Error", "the error was logged")
@@ -184,7 +211,9 @@ class Operation:
     response: Any
     status: int
     roles: tuple[str, ...]
-    params: dict[str, str] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
+    path_types: dict[str, Any] = field(default_factory=dict)
+    conflicts: bool = False
 
 
 class Api:
@@ -205,11 +234,18 @@ class Api:
         status: int = 200,
         roles: tuple[str, ...] = ("admin", "responder", "observer"),
         query: type[BaseModel] | None = None,
+        path_types: dict[str, Any] | None = None,
+        conflicts: bool = False,
     ) -> Callable[[Handler], Handler]:
-        params = {n: f.description or "" for n, f in query.model_fields.items()} if query else {}
+        """Register a handler; `query` and `path_types` (name -> type) document its parameters, `conflicts`
+        that it may answer 409."""
 
         def register(handler: Handler) -> Handler:
-            self.operations.append(Operation(method, path, handler, summary, body, response, status, roles, params))
+            self.operations.append(
+                Operation(
+                    method, path, handler, summary, body, response, status, roles, query, path_types or {}, conflicts
+                )
+            )
             return handler
 
         return register
@@ -239,7 +275,9 @@ class Api:
             for code, why in _ERRORS.items():
                 if code in (401, 403) and not op.path.startswith("/v1/"):
                     continue
-                if code in (400, 422) and not op.body and not op.params and "{" not in op.path:
+                if code in (400, 422) and not op.body and not op.query and "{" not in op.path:
+                    continue
+                if code == 409 and not op.conflicts:
                     continue
                 responses[str(code)] = {
                     "description": why,
@@ -250,14 +288,7 @@ class Api:
                 "operationId": op.handler.__name__,
                 "description": (op.handler.__doc__ or "").strip() + f"\n\nRoles: {', '.join(op.roles)}.",
                 "responses": responses,
-                "parameters": [
-                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for name in _path_params(op.path)
-                ]
-                + [
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
-                    for n, d in op.params.items()
-                ],
+                "parameters": _parameters(op),
             }
             if op.body:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
@@ -278,6 +309,24 @@ class Api:
 API = web.AppKey("api", Api)
 
 
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _schema_of(op.path_types.get(name, str))}
+        for name in _path_params(op.path)
+    ]
+    if op.query:
+        schema = op.query.model_json_schema()
+        required = set(schema.get("required", ()))
+        for name, prop in schema["properties"].items():
+            prop.pop("title", None)
+            params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    return params
+
+
+def _schema_of(kind: Any) -> dict[str, Any]:
+    return TypeAdapter(kind).json_schema()
+
+
 def _path_params(path: str) -> list[str]:
     return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
 
@@ -287,6 +336,7 @@ _ERRORS = {
     401: "Missing, invalid or expired token",
     403: "The caller's role or identity may not do this",
     404: "Not found",
+    409: "Conflicts with the current state (e.g. a unique name or e-mail is taken)",
     422: "The input breaks the schema; `errors` lists each field",
 }
 

@@ -39,7 +39,13 @@ class HistoryQuery(Page):
     user_id: UUID | None = None
 
 
-@api.route("GET", "/v1/recipients/{user_id}", summary="A user as notifier knows them", response=RecipientOut)
+@api.route(
+    "GET",
+    "/v1/recipients/{user_id}",
+    summary="A user as notifier knows them",
+    response=RecipientOut,
+    path_types={"user_id": UUID},
+)
 async def get_recipient(request: web.Request) -> web.Response:
     """notifier's own copy of a user, built from schedule's user snapshots."""
     user_id = parse_param(request, "user_id", UUID)

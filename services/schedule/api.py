@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.schedule import service, store
-from services.schedule.domain import Team, User
+from services.schedule.domain import EMAIL_PATTERN, LANGUAGE_PATTERN, Team, User
 from shared.http import Api, Page, json_response, parse_param, principal, read_json, read_query
 from shared.messages import E164, Role
 from shared.runtime import POOL
+
+Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN, examples=["ada@example.com"])]
+Language = Annotated[str, Field(pattern=LANGUAGE_PATTERN, examples=["en", "de-DE"])]
 
 api = Api("schedule", "1.0.0", "Directory and on-call schedules: the source of truth for who is on call.")
 
@@ -19,20 +23,20 @@ api = Api("schedule", "1.0.0", "Directory and on-call schedules: the source of t
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    email: str = Field(max_length=320)
+    email: Email
     phone: E164 | None = None
     time_zone: str = Field(examples=["Europe/Berlin"])
-    language: str = "en"
+    language: Language = "en"
     role: Role = "responder"
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    email: Email | None = None
     phone: E164 | None = None
     time_zone: str | None = None
-    language: str | None = None
+    language: Language | None = None
     role: Role | None = None
     active: bool | None = None
 
@@ -76,7 +80,14 @@ class TeamOut(BaseModel):
 
 
 @api.route(
-    "POST", "/v1/users", summary="Create a user", body=UserCreate, response=UserOut, status=201, roles=("admin",)
+    "POST",
+    "/v1/users",
+    summary="Create a user",
+    body=UserCreate,
+    response=UserOut,
+    status=201,
+    roles=("admin",),
+    conflicts=True,
 )
 async def create_user(request: web.Request) -> web.Response:
     principal(request).require("admin")
@@ -92,14 +103,22 @@ async def list_users(request: web.Request) -> web.Response:
     return json_response([UserOut.of(u) for u in users])
 
 
-@api.route("GET", "/v1/users/{user_id}", summary="Get a user", response=UserOut)
+@api.route("GET", "/v1/users/{user_id}", summary="Get a user", response=UserOut, path_types={"user_id": UUID})
 async def get_user(request: web.Request) -> web.Response:
     user = await service.get_user(request.app[POOL], parse_param(request, "user_id", UUID))
     return json_response(UserOut.of(user))
 
 
-@api.route("PATCH", "/v1/users/{user_id}", summary="Edit a user", body=UserUpdate, response=UserOut,
-           roles=("admin", "responder"))
+@api.route(
+    "PATCH",
+    "/v1/users/{user_id}",
+    summary="Edit a user",
+    body=UserUpdate,
+    response=UserOut,
+    roles=("admin", "responder"),
+    path_types={"user_id": UUID},
+    conflicts=True,
+)
 async def edit_user(request: web.Request) -> web.Response:
     """A responder edits only their own profile fields; role and active are for admins."""
     actor = principal(request)
@@ -111,7 +130,14 @@ async def edit_user(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "POST", "/v1/teams", summary="Create a team", body=TeamCreate, response=TeamOut, status=201, roles=("admin",)
+    "POST",
+    "/v1/teams",
+    summary="Create a team",
+    body=TeamCreate,
+    response=TeamOut,
+    status=201,
+    roles=("admin",),
+    conflicts=True,
 )
 async def create_team(request: web.Request) -> web.Response:
     principal(request).require("admin")
@@ -125,14 +151,21 @@ async def list_teams(request: web.Request) -> web.Response:
     return json_response([TeamOut.of(t) for t in await store.list_teams(request.app[POOL])])
 
 
-@api.route("GET", "/v1/teams/{team_id}", summary="Get a team", response=TeamOut)
+@api.route("GET", "/v1/teams/{team_id}", summary="Get a team", response=TeamOut, path_types={"team_id": UUID})
 async def get_team(request: web.Request) -> web.Response:
     team = await service.get_team(request.app[POOL], parse_param(request, "team_id", UUID))
     return json_response(TeamOut.of(team))
 
 
-@api.route("PUT", "/v1/teams/{team_id}/members", summary="Replace a team's members", body=TeamMembers,
-           response=TeamOut, roles=("admin",))
+@api.route(
+    "PUT",
+    "/v1/teams/{team_id}/members",
+    summary="Replace a team's members",
+    body=TeamMembers,
+    response=TeamOut,
+    roles=("admin",),
+    path_types={"team_id": UUID},
+)
 async def set_team_members(request: web.Request) -> web.Response:
     principal(request).require("admin")
     team_id = parse_param(request, "team_id", UUID)

@@ -15,8 +15,10 @@ SELF_EDITABLE = frozenset({"name", "email", "phone", "time_zone", "language"})
 ADMIN_ONLY = frozenset({"role", "active"})
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Z]{2})?$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+_LANGUAGE = re.compile(LANGUAGE_PATTERN)
 
 
 DirectoryError = InvalidInput

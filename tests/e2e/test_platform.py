@@ -97,6 +97,13 @@ async def test_self_service_limits(stack: Stack) -> None:
             422,
             {"member_ids"},
         ),
+        (
+            "POST",
+            "/v1/users",
+            {"json": {"name": "nul\x00byte", "email": "n@b.io", "time_zone": "UTC"}, "headers": ADMIN},
+            422,
+            {"name"},
+        ),
         ("GET", "/v1/users/not-a-uuid", {"headers": ADMIN}, 422, {"user_id"}),
         ("GET", f"/v1/users/{uuid.uuid4()}", {"headers": ADMIN}, 404, None),
         ("GET", "/v1/users", {}, 401, None),

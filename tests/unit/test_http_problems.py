@@ -113,3 +113,8 @@ async def test_health_metrics_and_openapi_need_no_token(client: TestClient) -> N
     assert op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Shift"}
     assert {"400", "401", "403", "422"} <= set(op["responses"])
     assert "Shift" in spec["components"]["schemas"]
+
+
+async def test_nul_characters_are_refused_naming_the_field(client: TestClient) -> None:
+    body = await problem(await client.post("/v1/shifts", json={"user": "a\x00b", "hours": 1}, headers=bearer()), 422)
+    assert body["errors"][0]["field"] == "user"
