@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import jwt
-
+from shared.auth import issue_dev_token
+from shared.settings import DEV_JWT_SECRET
 from tools import infra
 from tools.procs import (
-    DEV_JWT_SECRET,
     REPO_ROOT,
     SERVICE_PORTS,
     SERVICES,
@@ -49,9 +48,7 @@ LOCAL_SESSION_TIMEOUT_MS = "6000"
 
 def issue_token(user: str, role: str, ttl: int = 3600) -> str:
     """A dev JWT (HS256) with claims sub, role, iat, exp, signed with JWT_SECRET or the dev default."""
-    now = int(time.time())
-    claims = {"sub": user, "role": role, "iat": now, "exp": now + ttl}
-    return jwt.encode(claims, os.environ.get("JWT_SECRET", DEV_JWT_SECRET), algorithm="HS256")
+    return issue_dev_token(os.environ.get("JWT_SECRET", DEV_JWT_SECRET), user, role, ttl)  # type: ignore[arg-type]
 
 
 def dev_user(run_dir: Path = RUN_DIR) -> str:

@@ -17,11 +17,11 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from shared.settings import DEV_JWT_SECRET
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_PORTS: dict[str, int] = {"schedule": 8081, "coverage": 8082, "callrouter": 8083, "notifier": 8084}
 SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
-# The services' own default (shared.settings); 32+ bytes, so PyJWT does not warn about a short HMAC key.
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
 
 class ProcessError(RuntimeError):
