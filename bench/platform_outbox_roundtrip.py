@@ -1,10 +1,13 @@
-"""Benchmark `platform.outbox_roundtrip`: state change committed with its event -> relay -> Kafka -> consumer
-inbox commit, on the real local broker and PostgreSQL (KAFKA_BOOTSTRAP, DATABASE_URL).
+"""Benchmark `platform.outbox_roundtrip`: a state change committed together with its event -> outbox relay
+-> Kafka -> consumer whose effect commits together with its inbox row, on the real local broker and
+PostgreSQL (KAFKA_BOOTSTRAP, DATABASE_URL).
 
 Prints one JSON line per figure:
-- latency at a fixed offered rate (`rate_per_s`, `p50_ms`, `p99_ms`, `n`), measured from the producing
-  transaction's commit to the consuming transaction's commit;
-- `max_per_s`: a burst of messages committed as fast as one writer can, until all are consumed.
+- latency at a fixed offered rate, from just before the producing transaction commits to the consuming
+  transaction's commit (`rate_per_s`, `p50_ms`, `p99_ms`, `n`); in the same run and at the same rate, the
+  peer: the same consumer guard fed by a plain Kafka producer with no outbox and no inbox
+  (`peer_p50_ms`, `peer_p99_ms`), i.e. what the delivery guarantees cost;
+- `max_per_s`: a burst committed by four writers, timed until the last message's effect committed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import ClassVar, Literal
 
 import asyncpg
@@ -31,6 +35,8 @@ from shared.outbox import OutboxRelay, enqueue
 from shared.settings import ServiceSettings
 from shared.topics import Topic
 
+NAME = "platform.outbox_roundtrip"
+
 
 class Tick(Message):
     entity_field: ClassVar[str] = "tick_id"
@@ -44,33 +50,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class Sink:
+    """Counts arrivals and their latencies; lets the driver wait for the n-th."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def record(self, sent_ns: int) -> None:
+        self.latencies.append((time.time_ns() - sent_ns) / 1e6)
+        for n, fut in self._waiters:
+            if len(self.latencies) >= n and not fut.done():
+                fut.set_result(None)
+
+    async def wait_for(self, n: int, limit_s: float) -> None:
+        if len(self.latencies) >= n:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, fut))
+        await asyncio.wait_for(fut, limit_s)
+
+
+async def offered_load(send: Callable[[], Awaitable[None]], sink: Sink, rate: int, n: int) -> list[float]:
+    """Send `n` messages at `rate` per second; the latencies of exactly those messages."""
+    start_index = len(sink.latencies)
+    started = time.perf_counter()
+    for i in range(n):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await send()
+    await sink.wait_for(start_index + n, 120)
+    return sink.latencies[start_index : start_index + n]
+
+
 async def main(rate: int, seconds: float, burst: int) -> None:
     configure_logging("bench", "WARNING")
     database_url = os.environ["DATABASE_URL"]
     bootstrap = os.environ["KAFKA_BOOTSTRAP"]
     run = uuid.uuid4().hex[:8]
     schema = f"bench_{run}"
-    topic = Topic(f"bench.ticks.{run}.v1", "bench", (Tick,), partitions=3)
+    ours_topic = Topic(f"bench.ticks.{run}.v1", "bench", (Tick,), partitions=3)
+    peer_topic = Topic(f"bench.direct.{run}.v1", "bench", (Tick,), partitions=3)
     await migrate(database_url, schema, migrations_for("shared-only"))
-    await ensure_topics(bootstrap, [topic])
+    await ensure_topics(bootstrap, [ours_topic, peer_topic])
     pool = await create_pool(database_url, schema, max_size=8)
-    await pool.execute("CREATE TABLE received (tick_id uuid PRIMARY KEY, latency_ms double precision)")
+    await pool.execute("CREATE TABLE effects (tick_id uuid PRIMARY KEY)")
 
     settings = ServiceSettings(service_name="bench", kafka_bootstrap=bootstrap, kafka_session_timeout_ms=6000)
     broker = make_broker(settings)
-    done = asyncio.Event()
-    expected = {"n": 0}
-    received = {"n": 0}
+    ours, peer = Sink(), Sink()
 
-    @broker.subscriber(topic.name, **subscriber_options(settings, f"bench-{run}"))
-    async def on_tick(tick: Tick) -> None:
+    @broker.subscriber(ours_topic.name, **subscriber_options(settings, f"bench-{run}"))
+    async def with_inbox(tick: Tick) -> None:
         async with transaction(pool) as conn:
             if await claim(conn, "bench", tick.event_id):
-                latency_ms = (time.time_ns() - tick.sent_ns) / 1e6
-                await conn.execute("INSERT INTO received VALUES ($1, $2)", tick.tick_id, latency_ms)
-        received["n"] += 1
-        if received["n"] >= expected["n"]:
-            done.set()
+                await conn.execute("INSERT INTO effects VALUES ($1)", tick.tick_id)
+        ours.record(tick.sent_ns)
+
+    @broker.subscriber(peer_topic.name, **subscriber_options(settings, f"bench-direct-{run}"))
+    async def without_inbox(tick: Tick) -> None:
+        peer.record(tick.sent_ns)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=2)
     await producer.start()
@@ -78,66 +118,54 @@ async def main(rate: int, seconds: float, burst: int) -> None:
     relay_task = asyncio.create_task(relay.run())
     await broker.start()
 
-    async def commit_one(conn: asyncpg.Connection) -> None:
+    async def through_outbox(conn: asyncpg.Connection) -> None:
         async with conn.transaction():
-            # sent_ns is stamped just before commit; the commit itself is inside the measured span
-            await enqueue(conn, Tick(tick_id=uuid.uuid4(), sent_ns=time.time_ns()), topic=topic)
+            await enqueue(conn, Tick(tick_id=uuid.uuid4(), sent_ns=time.time_ns()), topic=ours_topic)
 
-    async def wait_all(total: int, limit_s: float) -> None:
-        expected["n"] = total
-        if received["n"] < total:
-            done.clear()
-            await asyncio.wait_for(done.wait(), limit_s)
+    async def direct() -> None:
+        tick = Tick(tick_id=uuid.uuid4(), sent_ns=time.time_ns())
+        await producer.send_and_wait(peer_topic.name, tick.model_dump_json().encode(), key=tick.key.encode())
 
-    # warm-up: group joined, connections open
     async with pool.acquire() as conn:
-        await commit_one(conn)
-    await wait_all(1, 60)
+        # warm-up: groups joined, connections open
+        await offered_load(lambda: through_outbox(conn), ours, rate, 20)
+        await offered_load(direct, peer, rate, 20)
+        n = int(rate * seconds)
+        latencies = await offered_load(lambda: through_outbox(conn), ours, rate, n)
+        peer_latencies = await offered_load(direct, peer, rate, n)
+    figure = {
+        "bench": NAME,
+        "rate_per_s": rate,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "n": n,
+        "peer": "direct publish, no outbox, no inbox",
+        "peer_p50_ms": round(statistics.median(peer_latencies), 2),
+        "peer_p99_ms": round(percentile(peer_latencies, 0.99), 2),
+    }
+    print(json.dumps(figure), flush=True)
 
-    # fixed offered rate
-    n = int(rate * seconds)
-    async with pool.acquire() as conn:
-        started = time.perf_counter()
-        for i in range(n):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await commit_one(conn)
-    await wait_all(1 + n, 120)
-    rows = await pool.fetch("SELECT latency_ms FROM received")
-    latencies = [r["latency_ms"] for r in rows][-n:]
-    print(
-        json.dumps(
-            {
-                "bench": "platform.outbox_roundtrip",
-                "rate_per_s": rate,
-                "p50_ms": round(statistics.median(latencies), 2),
-                "p99_ms": round(percentile(latencies, 0.99), 2),
-                "n": n,
-            }
-        ),
-        flush=True,
-    )
-
-    # maximum sustained throughput: a burst committed by 4 writers, timed until the last is consumed
-    before = received["n"]
+    writers, each = 4, burst // 4
+    before = len(ours.latencies)
     t0 = time.perf_counter()
 
-    async def writer(count: int) -> None:
+    async def writer() -> None:
         async with pool.acquire() as conn:
-            for _ in range(count):
-                await commit_one(conn)
+            for _ in range(each):
+                await through_outbox(conn)
 
-    await asyncio.gather(*(writer(burst // 4) for _ in range(4)))
-    await wait_all(before + 4 * (burst // 4), 300)
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    await ours.wait_for(before + writers * each, 300)
     elapsed = time.perf_counter() - t0
+    effects = await pool.fetchval("SELECT count(*) FROM effects")
     print(
         json.dumps(
             {
-                "bench": "platform.outbox_roundtrip",
-                "max_per_s": round(4 * (burst // 4) / elapsed, 1),
-                "n": 4 * (burst // 4),
+                "bench": NAME,
+                "max_per_s": round(writers * each / elapsed, 1),
+                "n": writers * each,
                 "seconds": round(elapsed, 2),
+                "effects_once": effects == len(ours.latencies),
             }
         ),
         flush=True,
