@@ -35,6 +35,7 @@ READINESS = web.AppKey("readiness", list[tuple[str, Callable[[], Awaitable[None]
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"])
 PROBLEM_TYPE = "application/problem+json"
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes would drown the log
 
 
 class Problem(Exception):
@@ -88,7 +89,9 @@ def _refuse_nul(value: Any, path: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise Problem(
-                422, "Unprocessable Content", "text must not contain NUL characters",
+                422,
+                "Unprocessable Content",
+                "text must not contain NUL characters",
                 errors=[{"field": path or "(body)", "message": "must not contain NUL (U+0000)", "type": "nul"}],
             )
     elif isinstance(value, dict):
@@ -185,8 +188,11 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
             status = response.status
         finally:
+            elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+            if route not in _QUIET_ROUTES:
+                log.info("http request", method=request.method, route=route, status=status, ms=round(elapsed * 1000, 1))
     response.headers["X-Request-ID"] = request_id
     return response
 

@@ -14,9 +14,11 @@ import asyncpg
 
 from shared.db import transaction
 from shared.inbox import claim
+from shared.logs import get_logger
 from shared.messages import Message
 
 S = TypeVar("S", bound=Message)
+log = get_logger(__name__)
 
 
 async def project_once(
@@ -26,7 +28,9 @@ async def project_once(
     async with transaction(pool) as conn:
         if not await claim(conn, consumer, snapshot.event_id):
             return False
-        return await upsert(conn, snapshot)
+        changed = await upsert(conn, snapshot)
+    log.info("snapshot projected", consumer=consumer, type=snapshot.type, key=snapshot.key, changed=changed)
+    return changed
 
 
 async def upsert_snapshot(

@@ -10,9 +10,12 @@ from services.notifier import store
 from services.notifier.domain import Delivery
 from shared.db import transaction
 from shared.inbox import claim
+from shared.logs import get_logger
 from shared.messages import NotificationQueued, SendNotification, UserSnapshot
 from shared.outbox import enqueue
 from shared.projection import project_once
+
+log = get_logger(__name__)
 
 USERS_CONSUMER = "notifier.users"
 COMMANDS_CONSUMER = "notifier.commands"
@@ -44,4 +47,5 @@ async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> 
                 delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key
             ),
         )
+    log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id))
     return delivery

@@ -1,5 +1,6 @@
 """The four services as OS processes on the real broker and database."""
 
+import json
 import uuid
 from typing import Any
 
@@ -178,3 +179,25 @@ async def test_the_correlation_id_of_a_request_travels_with_its_events(stack: St
     headers_of = dict(record.headers)
     assert headers_of["correlation_id"] == correlation_id.encode()
     assert headers_of["type"] == b"UserSnapshot"
+
+
+async def test_logs_are_json_lines_carrying_the_correlation_id_across_services(stack: Stack) -> None:
+    correlation_id = f"corr-{uuid.uuid4()}"
+    body = {"name": "Logan", "email": f"{uuid.uuid4().hex}@example.com", "time_zone": "UTC"}
+    status, user = await call(
+        "POST", stack.url("schedule", "/v1/users"), json=body, headers=ADMIN | {"X-Correlation-ID": correlation_id}
+    )
+    assert status == 201
+
+    def lines_with_id(service: str) -> list[dict[str, Any]]:
+        lines = stack.services[service].log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if correlation_id in line]
+
+    async def projected_in_notifier() -> list[dict[str, Any]]:
+        return [e for e in lines_with_id("notifier") if e["event"] == "snapshot projected"]
+
+    (projected,) = await eventually(projected_in_notifier, what="notifier logged the projection")
+    assert projected["key"] == user["id"] and projected["service"] == "notifier" and projected["level"] == "info"
+    (request,) = [e for e in lines_with_id("schedule") if e["event"] == "http request"]
+    assert (request["route"], request["status"], request["service"]) == ("/v1/users", 201, "schedule")
+    assert request["request_id"] and request["timestamp"].endswith("Z")
