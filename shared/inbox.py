@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
@@ -19,3 +20,13 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_id: UUID) -> bool
         event_id,
     )
     return bool(inserted)
+
+
+async def purge(conn: asyncpg.Connection | asyncpg.Pool, older_than: timedelta) -> int:
+    """Forget events handled longer ago than `older_than`; returns how many.
+
+    Keep it longer than the topics' retention: an event replayed after its inbox row is gone would apply
+    again (snapshots are still safe, being version-guarded; commands carry idempotency keys).
+    """
+    status = await conn.execute("DELETE FROM inbox WHERE processed_at < now() - $1::interval", older_than)
+    return int(status.split()[-1])

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import aiokafka.errors
 import asyncpg
 from prometheus_client import Counter
 
@@ -23,7 +24,17 @@ from shared.topics import Topic, topic_for
 
 log = get_logger(__name__)
 
+# Refusals about the message itself: retrying cannot help. Everything else (timeouts, leader changes, a
+# broker that is down) is retried.
+PERMANENT = (
+    aiokafka.errors.MessageSizeTooLargeError,
+    aiokafka.errors.RecordTooLargeError,
+    aiokafka.errors.InvalidTopicError,
+    aiokafka.errors.CorruptRecordException,
+)
+
 PUBLISHED = Counter("outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+PARKED = Counter("outbox_parked_total", "Outbox rows the broker refused for good, moved to outbox_parked", ["topic"])
 RELAY_ERRORS = Counter("outbox_relay_errors_total", "Failed relay batches (retried with backoff)")
 
 
@@ -125,29 +136,63 @@ class OutboxRelay:
         return sent
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch in id order; returns the number of rows published."""
+        """Publish up to one batch in id order; returns the number of rows taken out of the outbox.
+
+        A row the broker refuses for good (too large, invalid topic) is moved to `outbox_parked` rather than
+        blocking every row behind it; any other failure rolls the batch back to be retried whole.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1))", self._schema):
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1", self._batch_size
+                "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id LIMIT $1",
+                self._batch_size,
             )
             if not rows:
                 return 0
-            acks = [
-                await self._producer.send(
-                    r["topic"],
-                    value=r["payload"],
-                    key=r["key"].encode(),
-                    headers=[(k, str(v).encode()) for k, v in r["headers"].items()],
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*acks)
+            # Sends are enqueued one after another so the producer keeps their order per partition.
+            acks = [await self._send(r) for r in rows]
+            outcomes = await asyncio.gather(*acks, return_exceptions=True)
+            refused = [(r, o) for r, o in zip(rows, outcomes, strict=True) if isinstance(o, BaseException)]
+            for _, error in refused:
+                if not isinstance(error, PERMANENT):
+                    raise error
+            for row, error in refused:
+                await self._park(conn, row, error)
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         for r in rows:
             PUBLISHED.labels(r["topic"]).inc()
         return len(rows)
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future[Any]:
+        try:
+            return await self._producer.send(
+                row["topic"],
+                value=row["payload"],
+                key=row["key"].encode(),
+                headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+            )
+        except PERMANENT as exc:  # refused before it left the process (e.g. over the size limit)
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _park(self, conn: asyncpg.Connection, row: asyncpg.Record, error: BaseException) -> None:
+        PARKED.labels(row["topic"]).inc()
+        log.error(
+            "outbox row refused by the broker; parked", outbox_id=row["id"], topic=row["topic"], error=repr(error)
+        )
+        await conn.execute(
+            """INSERT INTO outbox_parked (id, topic, key, payload, headers, created_at, error)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            row["id"],
+            row["topic"],
+            row["key"],
+            row["payload"],
+            row["headers"],
+            row["created_at"],
+            repr(error),
+        )
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, Union
 
 import asyncpg
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
+from shared import inbox
 from shared.auth import TokenVerifier
 from shared.db import create_pool
 from shared.http import READINESS, Api, build_app
@@ -53,6 +55,7 @@ class Service:
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self.port: int | None = None
@@ -94,6 +97,7 @@ class Service:
             poll_interval_s=s.outbox_poll_interval_s,
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         await self.broker.start()  # subscribers join their groups here
         app = build_app(self.api, TokenVerifier(s))
         app[POOL] = self._pool
@@ -112,6 +116,10 @@ class Service:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping_task
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             with contextlib.suppress(Exception):
@@ -126,6 +134,18 @@ class Service:
         if self._pool is not None:
             await self._pool.close()
         log.info("service stopped")
+
+    async def _housekeeping(self, every_s: float = 3600.0) -> None:
+        """Hourly: forget inbox rows older than the retention."""
+        retention = timedelta(days=self.settings.inbox_retention_days)
+        while True:
+            try:
+                removed = await inbox.purge(self.pool, retention)
+                if removed:
+                    log.info("inbox purged", removed=removed)
+            except Exception as exc:  # the next hour tries again
+                log.warning("inbox purge failed", error=repr(exc))
+            await asyncio.sleep(every_s)
 
     async def _database_ready(self) -> None:
         if self._stopping:

@@ -37,6 +37,7 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
+    inbox_retention_days: int = Field(default=14, ge=1)
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> ServiceSettings:

@@ -110,3 +110,25 @@ async def test_one_relay_at_a_time_per_schema(pool: asyncpg.Pool, producer: AIOK
 
 def pool_schema(pool: asyncpg.Pool) -> str:
     return str(pool._connect_kwargs["server_settings"]["search_path"])
+
+
+async def test_a_message_the_broker_refuses_for_good_is_parked_not_blocking(
+    infra: Infra, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    user_id = uuid.uuid4()
+    huge = snapshot(user_id, 2).model_copy(update={"name": "x" * 1_200_000})  # over the 1 MiB request limit
+    async with pool.acquire() as conn:
+        for message in (snapshot(user_id, 1), huge, snapshot(user_id, 3)):
+            async with conn.transaction():
+                await enqueue(conn, message)
+    relay = OutboxRelay(pool, producer, pool_schema(pool))
+    assert await relay.publish_batch() == 3
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    parked = await pool.fetchrow("SELECT key, error, length(payload) AS size FROM outbox_parked")
+    assert parked["key"] == str(user_id) and "TooLarge" in parked["error"] and parked["size"] > 1_200_000
+    records = await read_topic(
+        infra.kafka_bootstrap,
+        USERS.name,
+        until=lambda rs: len([r for r in rs if r.key == str(user_id).encode()]) >= 2,
+    )
+    assert [json.loads(r.value)["version"] for r in records if r.key == str(user_id).encode()] == [1, 3]
