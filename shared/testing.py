@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,10 +34,8 @@ async def read_topic(
     timeout_s: float = 30.0,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from the beginning, read until `until(records)` holds."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"test-reader-{uuid.uuid4()}", auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    # No consumer group: a reader needs every partition and no join, which on Tansu costs seconds.
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:

@@ -177,3 +177,33 @@ async def test_offsets_are_committed_only_after_the_effect(
 
     await consume(healthy)
     await eventually(lambda: asyncio.sleep(0, result=handled == ["in flight"]), what="redelivered")
+
+
+async def test_dead_letters_can_be_replayed_once_after_the_fix(
+    infra: Infra, topic: Topic, consume: Callable[[Handler], Awaitable[KafkaBroker]]
+) -> None:
+    from tools import dlq
+
+    fixed = asyncio.Event()
+    done: list[str] = []
+
+    async def handler(p: Ping) -> None:
+        if not fixed.is_set():
+            raise LookupError(f"{p.text}: the user is not known yet")
+        done.append(p.text)
+
+    await consume(handler)
+    await produce(infra.kafka_bootstrap, topic.name, [ping("first"), ping("second")])
+    await read_topic(infra.kafka_bootstrap, topic.dlq, until=lambda rs: len(rs) >= 2)
+    shown = await dlq.read(infra.kafka_bootstrap, topic.name, group=None, limit=10)
+    assert [letter.error for letter in shown] == [
+        "LookupError: first: the user is not known yet",
+        "LookupError: second: the user is not known yet",
+    ]
+
+    fixed.set()
+    assert await dlq.replay(infra.kafka_bootstrap, topic.name, limit=10) == 2
+    await eventually(lambda: asyncio.sleep(0, result=sorted(done) == ["first", "second"]), what="replayed")
+    assert await dlq.replay(infra.kafka_bootstrap, topic.name, limit=10) == 0
+    replayed = await read_topic(infra.kafka_bootstrap, topic.name, until=lambda rs: len(rs) >= 4)
+    assert all(not k.startswith("dlq-") for r in replayed for k, _ in r.headers)
