@@ -7,3 +7,14 @@ class InvalidInput(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class NotFound(LookupError):
+    """The entity a use case needs does not exist (HTTP 404)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} does not exist")
+
+
+class Conflict(Exception):
+    """The change clashes with the current state, e.g. a unique name is taken (HTTP 409)."""

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.auth import AuthError, Forbidden, Principal, TokenVerifier
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.logs import CORRELATION_ID, get_logger
 
 log = get_logger(__name__)
@@ -44,16 +44,6 @@ class Problem(Exception):
     def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
-
-
-class NotFound(Problem):
-    def __init__(self, what: str) -> None:
-        super().__init__(404, "Not Found", f"{what} does not exist")
-
-
-class Conflict(Problem):
-    def __init__(self, detail: str) -> None:
-        super().__init__(409, "Conflict", detail)
 
 
 def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> web.Response:
@@ -160,6 +150,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return resp
     except Forbidden as exc:
         return problem_response(403, "Forbidden", str(exc))
+    except NotFound as exc:
+        return problem_response(404, "Not Found", str(exc))
+    except Conflict as exc:
+        return problem_response(409, "Conflict", str(exc))
     except InvalidInput as exc:
         return problem_response(
             422, "Unprocessable Content", str(exc), errors=[{"field": exc.field, "message": str(exc)}]

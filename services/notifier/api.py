@@ -8,7 +8,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from services.notifier import store
-from shared.http import Api, NotFound, Page, json_response, parse_param, principal, read_query
+from shared.errors import NotFound
+from shared.http import Api, Page, json_response, parse_param, principal, read_query
 from shared.runtime import POOL
 
 api = Api("notifier", "1.0.0", "Push and voice notifications: devices, preferences, delivery history.")

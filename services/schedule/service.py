@@ -11,7 +11,7 @@ from services.schedule import domain, store
 from services.schedule.domain import Team, User
 from shared.auth import Forbidden, Principal
 from shared.db import transaction
-from shared.http import Conflict, NotFound
+from shared.errors import Conflict, NotFound
 from shared.messages import TeamSnapshot, UserSnapshot
 from shared.outbox import enqueue
 

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, Field, SecretStr
 
 from shared.auth import TokenVerifier, issue_dev_token
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput
 from shared.http import Api, build_app, json_response, principal, read_json
 from shared.settings import ServiceSettings
 
@@ -30,6 +30,11 @@ async def post_shift(request: web.Request) -> web.Response:
     if body.user == "ghost":
         raise InvalidInput("user", "unknown user ghost")
     return json_response(body, status=201)
+
+
+@api.route("GET", "/v1/taken", summary="conflicts", conflicts=True)
+async def taken(request: web.Request) -> web.Response:
+    raise Conflict("the name is taken")
 
 
 @api.route("GET", "/v1/boom", summary="fails")
@@ -118,3 +123,8 @@ async def test_health_metrics_and_openapi_need_no_token(client: TestClient) -> N
 async def test_nul_characters_are_refused_naming_the_field(client: TestClient) -> None:
     body = await problem(await client.post("/v1/shifts", json={"user": "a\x00b", "hours": 1}, headers=bearer()), 422)
     assert body["errors"][0]["field"] == "user"
+
+
+async def test_conflicts_are_409_with_the_reason(client: TestClient) -> None:
+    body = await problem(await client.get("/v1/taken", headers=bearer()), 409)
+    assert body["detail"] == "the name is taken"
