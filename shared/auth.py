@@ -75,12 +75,6 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from exc
         return self._decode(token, key.key)
 
-    def verify(self, authorization: str | None) -> Principal:
-        """Like `authenticate`, for the shared-secret configuration only."""
-        if self._jwks is not None:
-            raise RuntimeError("JWKS verification is asynchronous; use authenticate()")
-        return self._decode(_bearer(authorization), self._secret)
-
     def _decode(self, token: str, key: Any) -> Principal:
         try:
             claims = jwt.decode(

@@ -50,16 +50,16 @@ async def enqueue(
     correlation_id = current_correlation_id()
     if correlation_id:
         meta.setdefault(CORRELATION_ID, correlation_id)
+    # One round trip: the row and the wake-up, which PostgreSQL delivers only on commit, so the relay never
+    # wakes for a row it cannot see yet.
     await conn.execute(
-        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+        """WITH staged AS (INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4))
+           SELECT pg_notify(current_schema() || '_outbox', '')""",
         (topic or topic_for(message)).name,
         message.key,
         message.model_dump_json().encode(),
         meta,
     )
-    # Delivered on commit only, so the relay never wakes for a row it cannot see yet.
-    await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
-
 
 class Producer(Protocol):
     async def send(

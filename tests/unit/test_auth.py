@@ -11,8 +11,8 @@ SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 verifier = TokenVerifier(ServiceSettings(jwt_secret=SecretStr(SECRET)))
 
 
-def test_a_valid_token_gives_the_principal() -> None:
-    p = verifier.verify("Bearer " + issue_dev_token(SECRET, "u1", "responder"))
+async def test_a_valid_token_gives_the_principal() -> None:
+    p = await verifier.authenticate("Bearer " + issue_dev_token(SECRET, "u1", "responder"))
     assert p == Principal("u1", "responder")
 
 
@@ -34,10 +34,10 @@ BAD_CREDENTIALS = {
 
 
 @pytest.mark.parametrize("case", BAD_CREDENTIALS)
-def test_bad_credentials_are_refused_with_a_reason(case: str) -> None:
+async def test_bad_credentials_are_refused_with_a_reason(case: str) -> None:
     make_header, reason = BAD_CREDENTIALS[case]
     with pytest.raises(AuthError, match=reason):
-        verifier.verify(make_header())
+        await verifier.authenticate(make_header())
 
 
 def test_roles_and_self_service() -> None:
