@@ -109,7 +109,8 @@ class Page(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    # bounded so it always fits PostgreSQL's bigint OFFSET (found by the fuzz: a 27-digit offset was a 500)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
 def parse_param(request: web.Request, name: str, kind: type[Any]) -> Any:

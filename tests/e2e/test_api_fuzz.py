@@ -5,6 +5,7 @@ Not checked: that every schema-valid request is accepted. Some rules cannot be s
 IANA zone name, team members that exist), so a schema-valid request may rightly get a 422.
 """
 
+import os
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,8 @@ schedule = schemathesis.openapi.from_path(DOCS / "schedule.json")
 notifier = schemathesis.openapi.from_path(DOCS / "notifier.json")
 ADMIN = token(uuid.uuid4(), "admin")
 EXCLUDED = [positive_data_acceptance]
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+# FUZZ_EXAMPLES=500 make test digs deeper than CI's default
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "25")), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @schedule.parametrize()

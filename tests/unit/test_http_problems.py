@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from shared.auth import TokenVerifier, issue_dev_token
 from shared.errors import Conflict, InvalidInput
-from shared.http import Api, build_app, json_response, principal, read_json
+from shared.http import Api, Page, build_app, json_response, principal, read_json, read_query
 from shared.settings import ServiceSettings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
@@ -35,6 +35,11 @@ async def post_shift(request: web.Request) -> web.Response:
 @api.route("GET", "/v1/taken", summary="conflicts", conflicts=True)
 async def taken(request: web.Request) -> web.Response:
     raise Conflict("the name is taken")
+
+
+@api.route("GET", "/v1/page", summary="paging", query=Page)
+async def page(request: web.Request) -> web.Response:
+    return json_response(read_query(request, Page))
 
 
 @api.route("GET", "/v1/boom", summary="fails")
@@ -128,3 +133,12 @@ async def test_nul_characters_are_refused_naming_the_field(client: TestClient) -
 async def test_conflicts_are_409_with_the_reason(client: TestClient) -> None:
     body = await problem(await client.get("/v1/taken", headers=bearer()), 409)
     assert body["detail"] == "the name is taken"
+
+
+async def test_paging_is_bounded_so_the_database_never_sees_an_overflowing_offset(client: TestClient) -> None:
+    ok = await client.get("/v1/page?offset=10000000&limit=500", headers=bearer())
+    assert ok.status == 200 and (await ok.json())["offset"] == 10_000_000
+    body = await problem(await client.get("/v1/page?offset=112233637986066760032321536", headers=bearer()), 422)
+    assert [e["field"] for e in body["errors"]] == ["offset"]
+    body = await problem(await client.get("/v1/page?limit=0", headers=bearer()), 422)
+    assert [e["field"] for e in body["errors"]] == ["limit"]
