@@ -384,9 +384,17 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[API].openapi())
 
 
+MAX_LINE_BYTES = 64 * 1024
+
+
 def build_app(api: Api, verifier: TokenVerifier) -> web.Application:
     """An aiohttp app with the shared middlewares, health, metrics and OpenAPI routes, and `api`'s routes."""
-    app = web.Application(middlewares=[context_middleware, problem_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[context_middleware, problem_middleware, auth_middleware],
+        # aiohttp answers lines over 8 KiB with a plain-text 400 before any middleware runs; a long but valid
+        # query string deserves the same problem document as any other bad input.
+        handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
+    )
     app[VERIFIER] = verifier
     app[API] = api
     app[READINESS] = []

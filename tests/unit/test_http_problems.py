@@ -142,3 +142,8 @@ async def test_paging_is_bounded_so_the_database_never_sees_an_overflowing_offse
     assert [e["field"] for e in body["errors"]] == ["offset"]
     body = await problem(await client.get("/v1/page?limit=0", headers=bearer()), 422)
     assert [e["field"] for e in body["errors"]] == ["limit"]
+
+
+async def test_a_very_long_query_string_still_gets_a_problem_document(client: TestClient) -> None:
+    body = await problem(await client.get("/v1/page?offset=" + "9" * 20_000, headers=bearer()), 422)
+    assert [e["field"] for e in body["errors"]] == ["offset"]
