@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from shared.messages import SendNotification
+from shared.messages import SendNotification, UserSnapshot
 from shared.testing import eventually, produce, read_topic
 from shared.topics import NOTIFICATION_COMMANDS, USERS
 from tests.conftest import IsolatedInfra, Processes, token
@@ -115,14 +115,41 @@ async def test_sigterm_flushes_the_outbox_and_exits_cleanly(
             *(http.post(f"{schedule.base_url}/v1/users", json=b, headers=ADMIN) for b in bodies)
         )
         assert all(r.status == 201 for r in results)
-    os.kill(schedule.pid, signal.SIGTERM)
-    await eventually(lambda: asyncio.sleep(0, result=not schedule.alive), timeout_s=30, what="exit after SIGTERM")
-    assert schedule.returncode == 0
     conn = await asyncpg.connect(isolated_infra.database_url)
     try:
+        await eventually(
+            lambda: outbox_rows(conn, 0), timeout_s=30, what="the writes' NOTIFY wakes the relay, which publishes them"
+        )
+        # Rows the relay has not been woken for (no NOTIFY, next poll in 30 s): only the shutdown flush sends them.
+        late = [snapshot(i) for i in range(5)]
+        await conn.executemany(
+            "INSERT INTO schedule.outbox (topic, key, payload) VALUES ($1, $2, $3)",
+            [(USERS.name, m.key, m.model_dump_json().encode()) for m in late],
+        )
+        os.kill(schedule.pid, signal.SIGTERM)
+        await eventually(lambda: asyncio.sleep(0, result=not schedule.alive), timeout_s=30, what="exit after SIGTERM")
+        assert schedule.returncode == 0
         assert await conn.fetchval("SELECT count(*) FROM schedule.outbox") == 0
         assert await conn.fetchval("SELECT count(*) FROM schedule.users") == 20
     finally:
         await conn.close()
-    records = await read_topic(isolated_infra.kafka_bootstrap, USERS.name, until=lambda rs: len(rs) >= 20)
-    assert len({r.key for r in records}) == 20
+    records = await read_topic(isolated_infra.kafka_bootstrap, USERS.name, until=lambda rs: len(rs) >= 25)
+    assert {r.key.decode() for r in records} >= {m.key for m in late}
+    assert len({r.key for r in records}) == 25
+
+
+async def outbox_rows(conn: asyncpg.Connection, expected: int) -> bool:
+    return bool(await conn.fetchval("SELECT count(*) FROM schedule.outbox") == expected)
+
+
+def snapshot(i: int) -> UserSnapshot:
+    return UserSnapshot(
+        user_id=uuid.uuid4(),
+        version=1,
+        name=f"Late {i}",
+        email=f"late{i}@example.com",
+        time_zone="UTC",
+        language="en",
+        role="responder",
+        active=True,
+    )
