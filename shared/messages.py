@@ -8,7 +8,7 @@ can ignore a snapshot older than what it already holds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
@@ -105,3 +105,149 @@ class NotificationQueued(Message):
     delivery_id: UUID
     user_id: UUID
     idempotency_key: str
+
+
+Source = Literal["layer", "static", "override", "coverage", "gap"]
+
+
+class TimelineSegment(BaseModel):
+    """[start, end) of a schedule's final timeline: who is on call (None: nobody, an explicit gap) and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start: AwareDatetime
+    end: AwareDatetime
+    user_id: UUID | None
+    source: Source
+    ref: UUID | None = None
+
+
+class ScheduleTimeline(Message):
+    """The resolved on-call timeline of one schedule for [horizon_start, horizon_end), published by schedule
+    whenever anything affecting it changes and as the horizon rolls forward. Segments are sorted and
+    contiguous over the horizon; outside it the timeline says nothing."""
+
+    entity_field: ClassVar[str] = "schedule_id"
+    type: Literal["ScheduleTimeline"] = "ScheduleTimeline"
+
+    schedule_id: UUID
+    version: int = Field(ge=1)
+    name: str
+    time_zone: str
+    horizon_start: AwareDatetime
+    horizon_end: AwareDatetime
+    segments: list[TimelineSegment]
+
+
+class PolicyRule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    timeout_minutes: int = Field(ge=1, le=1440)
+    user_ids: list[UUID] = Field(default_factory=list)
+    schedule_ids: list[UUID] = Field(default_factory=list)
+
+
+class PolicySnapshot(Message):
+    """The whole current state of one escalation policy. Rules run in order; each pages its users and whoever
+    is on call on its schedules, then escalates after `timeout_minutes`; the list runs `repeat` more times."""
+
+    entity_field: ClassVar[str] = "policy_id"
+    type: Literal["PolicySnapshot"] = "PolicySnapshot"
+
+    policy_id: UUID
+    version: int = Field(ge=1)
+    name: str
+    repeat: int = Field(ge=0)
+    rules: list[PolicyRule]
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["09:00"])]
+
+
+class WeeklyWindow(BaseModel):
+    """Local time-of-day window on the named weekdays; an end at or before the start runs past midnight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    days: list[Weekday] = Field(min_length=1, max_length=7)
+    start: ClockTime
+    end: ClockTime
+
+
+class SupportHoursSnapshot(Message):
+    """The whole current state of one support-hours definition: weekly windows in a zone, minus holidays."""
+
+    entity_field: ClassVar[str] = "support_hours_id"
+    type: Literal["SupportHoursSnapshot"] = "SupportHoursSnapshot"
+
+    support_hours_id: UUID
+    version: int = Field(ge=1)
+    name: str
+    time_zone: str
+    windows: list[WeeklyWindow]
+    holidays: list[date]
+
+
+class ShiftRef(BaseModel):
+    """One shift of one schedule, [start, end)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schedule_id: UUID
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class CoverageRequestAccepted(Message):
+    """coverage: `covering_user_id` accepted to take `shifts` from `requester_id`. schedule answers with
+    CoverageApplied or CoverageRejected; re-sent with a new event_id until an answer arrives."""
+
+    entity_field: ClassVar[str] = "request_id"
+    type: Literal["CoverageRequestAccepted"] = "CoverageRequestAccepted"
+
+    request_id: UUID
+    requester_id: UUID
+    covering_user_id: UUID
+    shifts: list[ShiftRef] = Field(min_length=1, max_length=200)
+
+
+class CoverageRequestRevoked(Message):
+    """coverage: an applied request is withdrawn; schedule removes its shifts and answers CoverageReverted."""
+
+    entity_field: ClassVar[str] = "request_id"
+    type: Literal["CoverageRequestRevoked"] = "CoverageRequestRevoked"
+
+    request_id: UUID
+    reason: str = Field(default="", max_length=500)
+
+
+class CoverageApplied(Message):
+    """schedule placed every shift of the request on the covering user (all or none)."""
+
+    entity_field: ClassVar[str] = "request_id"
+    type: Literal["CoverageApplied"] = "CoverageApplied"
+
+    request_id: UUID
+    covering_user_id: UUID
+    shifts: list[ShiftRef]
+
+
+class ShiftProblem(ShiftRef):
+    reason: str
+
+
+class CoverageRejected(Message):
+    """schedule applied none of the request's shifts; `problems` says why, per shift that failed the check."""
+
+    entity_field: ClassVar[str] = "request_id"
+    type: Literal["CoverageRejected"] = "CoverageRejected"
+
+    request_id: UUID
+    problems: list[ShiftProblem]
+
+
+class CoverageReverted(Message):
+    """schedule removed the shifts a revoked request had placed (also sent when there was nothing to remove)."""
+
+    entity_field: ClassVar[str] = "request_id"
+    type: Literal["CoverageReverted"] = "CoverageReverted"
+
+    request_id: UUID
+    removed_shifts: int

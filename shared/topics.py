@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.messages import Message, NotificationQueued, SendNotification, TeamSnapshot, UserSnapshot
+from shared.messages import (
+    CoverageApplied,
+    CoverageRejected,
+    CoverageRequestAccepted,
+    CoverageRequestRevoked,
+    CoverageReverted,
+    Message,
+    NotificationQueued,
+    PolicySnapshot,
+    ScheduleTimeline,
+    SendNotification,
+    SupportHoursSnapshot,
+    TeamSnapshot,
+    UserSnapshot,
+)
 
 SERVICES = ("schedule", "coverage", "callrouter", "notifier")
 
@@ -32,10 +46,25 @@ def dead_letter_topic(name: str) -> str:
 
 USERS = Topic("schedule.users.v1", "schedule", (UserSnapshot,), compacted=True)
 TEAMS = Topic("schedule.teams.v1", "schedule", (TeamSnapshot,), compacted=True)
+TIMELINES = Topic("schedule.timelines.v1", "schedule", (ScheduleTimeline,), compacted=True)
+POLICIES = Topic("schedule.policies.v1", "schedule", (PolicySnapshot,), compacted=True)
+SUPPORT_HOURS = Topic("schedule.support-hours.v1", "schedule", (SupportHoursSnapshot,), compacted=True)
+COVERAGE_OUTCOMES = Topic("schedule.coverage.v1", "schedule", (CoverageApplied, CoverageRejected, CoverageReverted))
+COVERAGE_REQUESTS = Topic("coverage.requests.v1", "coverage", (CoverageRequestAccepted, CoverageRequestRevoked))
 NOTIFICATION_COMMANDS = Topic("notifier.commands.v1", "notifier", (SendNotification,), partitions=6)
 DELIVERIES = Topic("notifier.deliveries.v1", "notifier", (NotificationQueued,))
 
-ALL_TOPICS = (USERS, TEAMS, NOTIFICATION_COMMANDS, DELIVERIES)
+ALL_TOPICS = (
+    USERS,
+    TEAMS,
+    TIMELINES,
+    POLICIES,
+    SUPPORT_HOURS,
+    COVERAGE_OUTCOMES,
+    COVERAGE_REQUESTS,
+    NOTIFICATION_COMMANDS,
+    DELIVERIES,
+)
 
 
 def topic_for(message: Message) -> Topic:
