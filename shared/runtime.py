@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Union
 
@@ -56,6 +56,8 @@ class Service:
         self._relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
+        self._job_tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self.port: int | None = None
@@ -76,6 +78,26 @@ class Service:
             topic.name, **subscriber_options(self.settings, group or f"{self.settings.service_name}.{topic.name}")
         )
         return sub
+
+    def every(self, seconds: float, name: str) -> Callable[[Callable[[], Awaitable[object]]], Any]:
+        """Run the decorated coroutine function every `seconds` while the service runs (first run at start).
+
+        Every replica runs its jobs, so a job must be safe to run concurrently (e.g. `FOR UPDATE SKIP LOCKED`).
+        """
+
+        def register(job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+            self._jobs.append((name, seconds, job))
+            return job
+
+        return register
+
+    async def _repeat(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception as exc:  # the next round tries again
+                log.warning("periodic job failed", job=name, error=repr(exc))
+            await asyncio.sleep(seconds)
 
     async def start(self) -> None:
         s = self.settings
@@ -98,6 +120,7 @@ class Service:
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._job_tasks = [asyncio.create_task(self._repeat(*job), name=job[0]) for job in self._jobs]
         await self.broker.start()  # subscribers join their groups here
         app = build_app(self.api, TokenVerifier(s))
         app[POOL] = self._pool
@@ -116,10 +139,10 @@ class Service:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):
             await self.broker.stop()
-        if self._housekeeping_task is not None:
-            self._housekeeping_task.cancel()
+        for task in [*self._job_tasks, *([self._housekeeping_task] if self._housekeeping_task else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping_task
+                await task
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             with contextlib.suppress(Exception):

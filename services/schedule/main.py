@@ -1,13 +1,30 @@
 """Process entry point: `python -m services.schedule.main`."""
 
+from datetime import UTC, datetime
+
+from services.schedule import consumers, service
 from services.schedule.api import api
 from services.schedule.settings import Settings
 from shared.runtime import Service
-from shared.topics import TEAMS, USERS
+from shared.topics import COVERAGE_OUTCOMES, COVERAGE_REQUESTS, POLICIES, SUPPORT_HOURS, TEAMS, TIMELINES, USERS
 
 
 def build(settings: Settings | None = None) -> Service:
-    return Service(settings or Settings(), api, publishes=[USERS, TEAMS], consumes=[])
+    settings = settings or Settings()
+    svc = Service(
+        settings,
+        api,
+        publishes=[USERS, TEAMS, TIMELINES, POLICIES, SUPPORT_HOURS, COVERAGE_OUTCOMES],
+        consumes=[COVERAGE_REQUESTS],
+    )
+    consumers.register(svc)
+
+    @svc.every(settings.timeline_refresh_interval_s, "timeline-horizon")
+    async def roll_timelines() -> int:
+        """Extend every timeline whose horizon runs short (a new day entering the 62-day window)."""
+        return await service.refresh_timelines(svc.pool, datetime.now(UTC))
+
+    return svc
 
 
 if __name__ == "__main__":

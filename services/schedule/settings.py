@@ -4,3 +4,5 @@ from shared.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: str = "schedule"
     http_port: int = 8081
+    # how often the rolling job looks for timelines whose 62-day horizon needs extending
+    timeline_refresh_interval_s: float = 600.0

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from services.schedule.domain import Team, User
+from services.schedule.domain.shifts import Cover
+
+
+async def _fetch(conn: asyncpg.Connection | asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return rows
+
 
 _USER_COLUMNS = "id, name, email, phone, time_zone, language, role, active, version"
 
@@ -89,3 +99,231 @@ async def list_teams(pool: asyncpg.Pool) -> list[Team]:
            FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.name"""
     )
     return [Team(id=r["id"], name=r["name"], version=r["version"], member_ids=tuple(r["members"])) for r in rows]
+
+
+async def lock_schedules(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[asyncpg.Record]:
+    """Lock schedule rows in id order (one order everywhere, so two writers never deadlock)."""
+    return await _fetch(conn,
+        "SELECT * FROM schedules WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", sorted(set(ids))
+    )
+
+
+async def insert_schedule(conn: asyncpg.Connection, row: dict[str, Any], members: set[UUID]) -> None:
+    await conn.execute(
+        """INSERT INTO schedules (id, version, name, time_zone, kind, team_id, definition)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        row["id"], row["version"], row["name"], row["time_zone"], row["kind"], row["team_id"], row["definition"],
+    )
+    await _replace_schedule_members(conn, row["id"], members)
+
+
+async def update_schedule(conn: asyncpg.Connection, row: dict[str, Any], members: set[UUID]) -> None:
+    await conn.execute(
+        """UPDATE schedules SET version = $2, name = $3, time_zone = $4, kind = $5, team_id = $6, definition = $7,
+                  updated_at = now() WHERE id = $1""",
+        row["id"], row["version"], row["name"], row["time_zone"], row["kind"], row["team_id"], row["definition"],
+    )
+    await _replace_schedule_members(conn, row["id"], members)
+
+
+async def _replace_schedule_members(conn: asyncpg.Connection, schedule_id: UUID, members: set[UUID]) -> None:
+    await conn.execute("DELETE FROM schedule_members WHERE schedule_id = $1", schedule_id)
+    await conn.executemany(
+        "INSERT INTO schedule_members (schedule_id, user_id) VALUES ($1, $2)", [(schedule_id, u) for u in members]
+    )
+
+
+async def get_schedule(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM schedules WHERE id = $1", schedule_id)
+
+
+async def list_schedules(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await _fetch(pool, "SELECT * FROM schedules ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+
+
+async def existing_schedule_ids(conn: asyncpg.Connection, ids: Iterable[UUID]) -> set[UUID]:
+    rows = await conn.fetch("SELECT id FROM schedules WHERE id = ANY($1::uuid[])", list(ids))
+    return {r["id"] for r in rows}
+
+
+async def schedules_of_user(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, start: datetime, end: datetime
+) -> list[asyncpg.Record]:
+    """Schedules the user can be on call on in [start, end): a rotation/static member, or covering there."""
+    return await _fetch(conn,
+        """SELECT * FROM schedules WHERE id IN (
+               SELECT schedule_id FROM schedule_members WHERE user_id = $1
+               UNION SELECT schedule_id FROM covers WHERE user_id = $1 AND ends_at > $2 AND starts_at < $3)
+           ORDER BY name, id""",
+        user_id, start, end,
+    )
+
+
+async def schedules_to_refresh(conn: asyncpg.Connection, before: datetime, limit: int) -> list[UUID]:
+    """Schedules whose published timeline ends before `before`, locked for this worker (others skip them)."""
+    rows = await conn.fetch(
+        """SELECT id FROM schedules WHERE timeline_until IS NULL OR timeline_until < $1
+           ORDER BY timeline_until NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        before, limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def mark_timeline_published(conn: asyncpg.Connection, schedule_id: UUID, until: datetime) -> int:
+    version: int = await conn.fetchval(
+        """UPDATE schedules SET timeline_version = timeline_version + 1, timeline_until = $2 WHERE id = $1
+           RETURNING timeline_version""",
+        schedule_id, until,
+    )
+    return version
+
+
+_COVER_COLUMNS = "id, seq, user_id, starts_at, ends_at, source, coverage_request_id, created_by"
+
+
+def _cover(row: asyncpg.Record) -> Cover:
+    return Cover(
+        id=row["id"], user_id=row["user_id"], start=row["starts_at"], end=row["ends_at"], source=row["source"],
+        seq=row["seq"], coverage_request_id=row["coverage_request_id"], created_by=row["created_by"],
+    )
+
+
+async def covers_between(
+    conn: asyncpg.Connection | asyncpg.Pool, schedule_id: UUID, start: datetime, end: datetime
+) -> list[Cover]:
+    rows = await conn.fetch(
+        f"""SELECT {_COVER_COLUMNS} FROM covers WHERE schedule_id = $1 AND ends_at > $2 AND starts_at < $3
+            ORDER BY seq""",
+        schedule_id, start, end,
+    )
+    return [_cover(r) for r in rows]
+
+
+async def insert_cover(conn: asyncpg.Connection, schedule_id: UUID, cover: Cover) -> Cover:
+    seq = await conn.fetchval(
+        """INSERT INTO covers (id, schedule_id, user_id, starts_at, ends_at, source, coverage_request_id, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq""",
+        cover.id, schedule_id, cover.user_id, cover.start, cover.end, cover.source, cover.coverage_request_id,
+        cover.created_by,
+    )
+    return replace(cover, seq=seq)
+
+
+async def get_cover(conn: asyncpg.Connection, schedule_id: UUID, cover_id: UUID) -> Cover | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COVER_COLUMNS} FROM covers WHERE schedule_id = $1 AND id = $2", schedule_id, cover_id
+    )
+    return _cover(row) if row else None
+
+
+async def delete_cover(conn: asyncpg.Connection, cover_id: UUID) -> None:
+    await conn.execute("DELETE FROM covers WHERE id = $1", cover_id)
+
+
+async def schedules_of_coverage(conn: asyncpg.Connection, request_id: UUID) -> list[UUID]:
+    rows = await conn.fetch("SELECT DISTINCT schedule_id FROM covers WHERE coverage_request_id = $1", request_id)
+    return [r["schedule_id"] for r in rows]
+
+
+async def delete_coverage(conn: asyncpg.Connection, request_id: UUID) -> int:
+    """Remove what a coverage request placed; how many shifts that was."""
+    status: str = await conn.execute("DELETE FROM covers WHERE coverage_request_id = $1", request_id)
+    return int(status.split()[-1])
+
+
+async def get_coverage_outcome(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT status, answer FROM coverage_outcomes WHERE request_id = $1 FOR UPDATE", request_id
+    )
+
+
+async def save_coverage_outcome(
+    conn: asyncpg.Connection, request_id: UUID, status: str, answer: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """INSERT INTO coverage_outcomes (request_id, status, answer) VALUES ($1, $2, $3)
+           ON CONFLICT (request_id) DO UPDATE SET status = $2, answer = $3, updated_at = now()""",
+        request_id, status, answer,
+    )
+
+
+async def insert_policy(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO policies (id, version, name, repeat, rules) VALUES ($1, $2, $3, $4, $5)",
+        row["id"], row["version"], row["name"], row["repeat"], row["rules"],
+    )
+
+
+async def update_policy(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE policies SET version = $2, name = $3, repeat = $4, rules = $5, updated_at = now() WHERE id = $1",
+        row["id"], row["version"], row["name"], row["repeat"], row["rules"],
+    )
+
+
+async def get_policy(
+    conn: asyncpg.Connection | asyncpg.Pool, policy_id: UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM policies WHERE id = $1" + (" FOR UPDATE" if lock else ""), policy_id)
+
+
+async def list_policies(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await _fetch(pool, "SELECT * FROM policies ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+
+
+async def insert_support_hours(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO support_hours (id, version, name, time_zone, windows, holidays) VALUES ($1, $2, $3, $4, $5, $6)",
+        row["id"], row["version"], row["name"], row["time_zone"], row["windows"], row["holidays"],
+    )
+
+
+async def update_support_hours(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        """UPDATE support_hours SET version = $2, name = $3, time_zone = $4, windows = $5, holidays = $6,
+                  updated_at = now() WHERE id = $1""",
+        row["id"], row["version"], row["name"], row["time_zone"], row["windows"], row["holidays"],
+    )
+
+
+async def get_support_hours(
+    conn: asyncpg.Connection | asyncpg.Pool, support_hours_id: UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM support_hours WHERE id = $1" + (" FOR UPDATE" if lock else ""), support_hours_id
+    )
+
+
+async def list_support_hours(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await _fetch(pool, "SELECT * FROM support_hours ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+
+
+async def user_names(conn: asyncpg.Connection | asyncpg.Pool, ids: Iterable[UUID]) -> dict[UUID, str]:
+    rows = await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::uuid[])", list(set(ids)))
+    return {r["id"]: r["name"] for r in rows}
+
+
+async def set_calendar_token(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, token: str) -> None:
+    await conn.execute(
+        """INSERT INTO calendar_tokens (token, user_id) VALUES ($1, $2)
+           ON CONFLICT (user_id) DO UPDATE SET token = $1, created_at = now()""",
+        token, user_id,
+    )
+
+
+async def user_of_calendar_token(pool: asyncpg.Pool, token: str) -> UUID | None:
+    user_id: UUID | None = await pool.fetchval("SELECT user_id FROM calendar_tokens WHERE token = $1", token)
+    return user_id
+
+
+async def feed_entries(conn: asyncpg.Connection, feed: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT entry FROM feed_entries WHERE feed = $1 FOR UPDATE", feed)
+    return [r["entry"] for r in rows]
+
+
+async def replace_feed_entries(conn: asyncpg.Connection, feed: str, entries: dict[str, dict[str, Any]]) -> None:
+    await conn.execute("DELETE FROM feed_entries WHERE feed = $1", feed)
+    await conn.executemany(
+        "INSERT INTO feed_entries (feed, uid, entry) VALUES ($1, $2, $3)",
+        [(feed, uid, entry) for uid, entry in entries.items()],
+    )

@@ -34,6 +34,10 @@ MAX_ROTATION_HOURS = 366 * 24
 _CLOCK = re.compile(r"^(?:([01]\d|2[0-3]):([0-5]\d)|24:00)$")
 _UNIT_STEP = {"hours": timedelta(hours=1), "days": timedelta(days=1), "weeks": timedelta(weeks=1)}
 _FOREVER = datetime.max.replace(tzinfo=UTC)
+# Clock changes can skip more than an hourly turn (Antarctica/Troll jumps 2 h, Samoa skipped a whole day), so
+# turns handed off in the gap can start before earlier ones; walking from this far back gives every query
+# window the same turns.
+_TURN_LOOKBACK = timedelta(days=2)
 
 
 def local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
@@ -62,7 +66,7 @@ class Window:
 
 
 def parse_clock(text: str, field_name: str) -> tuple[int, int]:
-    match = _CLOCK.match(text)
+    match = _CLOCK.fullmatch(text)
     if not match:
         raise InvalidInput(field_name, f"'{text}' is not a time of day HH:MM (00:00-24:00)")
     return (24, 0) if text == "24:00" else (int(match[1]), int(match[2]))
@@ -166,7 +170,7 @@ def new_layer(
         raise InvalidInput(f"{field_name}.unit", "unit must be hours, days or weeks")
     if length <= 0:
         raise InvalidInput(f"{field_name}.length", "rotation length must be positive")
-    if _UNIT_STEP[unit] * length > timedelta(hours=MAX_ROTATION_HOURS):
+    if length > timedelta(hours=MAX_ROTATION_HOURS) // _UNIT_STEP[unit]:
         raise InvalidInput(f"{field_name}.length", "a turn can last at most 366 days")
     if handoff.tzinfo is not None:
         raise InvalidInput(f"{field_name}.handoff", "handoff is a local date-time without offset: 2026-01-05T09:00")
@@ -196,7 +200,7 @@ def rotation_turns(layer: Layer, zone: ZoneInfo, start: datetime, end: datetime)
         return []
     step = layer.step
     n = len(layer.users)
-    k = (utc_to_local(lo, zone) - layer.handoff) // step - 1
+    k = (utc_to_local(lo, zone) - layer.handoff - _TURN_LOOKBACK) // step - 1
     turns: list[Turn] = []
     turn_start = local_to_utc(layer.handoff + step * k, zone)
     while turn_start < hi:
@@ -401,5 +405,6 @@ class Horizon:
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return day - timedelta(days=self.days_behind), day + timedelta(days=self.days_ahead)
 
-    def needs_refresh(self, published_until: datetime | None, now: datetime) -> bool:
-        return published_until is None or published_until < now + timedelta(days=self.refresh_when_below_days)
+    def refresh_before(self, now: datetime) -> datetime:
+        """A timeline published up to an instant earlier than this must be extended."""
+        return now + timedelta(days=self.refresh_when_below_days)

@@ -1,0 +1,21 @@
+"""Kafka subscribers of the schedule service: parse, then hand to the use case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.schedule import service
+from shared.messages import CoverageRequestAccepted, CoverageRequestRevoked
+from shared.runtime import Service
+from shared.topics import COVERAGE_REQUESTS
+
+
+def register(svc: Service) -> None:
+    @svc.subscriber(COVERAGE_REQUESTS)
+    async def on_coverage_request(event: CoverageRequestAccepted | CoverageRequestRevoked) -> None:
+        """Apply an accepted coverage request (all shifts or none) or revert a revoked one; answer either way."""
+        now = datetime.now(UTC)
+        if isinstance(event, CoverageRequestAccepted):
+            await service.apply_coverage(svc.pool, event, now)
+        else:
+            await service.revoke_coverage(svc.pool, event, now)

@@ -1,0 +1,63 @@
+"""A consumer's in-memory view of published on-call timelines: who is on call on schedule S at instant T.
+
+Timelines are snapshots (DESIGN §2): each carries a schedule's whole resolved timeline for a horizon and a
+version, so the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
+Lookups bisect the segment starts, so they cost O(log n) in the segments of one timeline.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from shared.messages import ScheduleTimeline, TimelineSegment
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    timeline: ScheduleTimeline
+    starts: tuple[datetime, ...]
+
+
+class TimelineIndex:
+    """The newest published timeline of each schedule, and the segment that holds a given instant."""
+
+    def __init__(self) -> None:
+        self._by_schedule: dict[UUID, _Indexed] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_schedule)
+
+    def __contains__(self, schedule_id: object) -> bool:
+        return schedule_id in self._by_schedule
+
+    def apply(self, timeline: ScheduleTimeline) -> bool:
+        """Keep `timeline` unless one of the same or a newer version is held; True if it was kept."""
+        held = self._by_schedule.get(timeline.schedule_id)
+        if held is not None and held.timeline.version >= timeline.version:
+            return False
+        self._by_schedule[timeline.schedule_id] = _Indexed(timeline, tuple(s.start for s in timeline.segments))
+        return True
+
+    def get(self, schedule_id: UUID) -> ScheduleTimeline | None:
+        held = self._by_schedule.get(schedule_id)
+        return held.timeline if held is not None else None
+
+    def at(self, schedule_id: UUID, instant: datetime) -> TimelineSegment | None:
+        """The segment of `schedule_id` holding `instant` (start inclusive, end exclusive); a gap segment has
+        user_id None. None when the schedule is unknown or `instant` lies outside the published horizon."""
+        if instant.tzinfo is None:
+            raise ValueError("instant needs a UTC offset")
+        held = self._by_schedule.get(schedule_id)
+        if held is None:
+            return None
+        timeline = held.timeline
+        if not timeline.horizon_start <= instant < timeline.horizon_end:
+            return None
+        i = bisect_right(held.starts, instant) - 1
+        if i < 0:
+            return None
+        segment = timeline.segments[i]
+        return segment if instant < segment.end else None
