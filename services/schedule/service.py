@@ -264,10 +264,10 @@ async def get_schedule(pool: asyncpg.Pool | asyncpg.Connection, schedule_id: UUI
     return schedule_of(row)
 
 
-def check_span(start: datetime, end: datetime) -> None:
-    check_range(start, end, "to")
+def check_span(start: datetime, end: datetime, end_field: str = "to") -> None:
+    check_range(start, end, end_field)
     if end - start > MAX_QUERY_SPAN:
-        raise InvalidInput("to", f"a query spans at most {MAX_QUERY_SPAN.days} days")
+        raise InvalidInput(end_field, f"at most {MAX_QUERY_SPAN.days} days after the start")
 
 
 async def timeline(
@@ -347,7 +347,7 @@ async def add_override(
     actor.require_writer()
     if not actor.is_admin and str(user_id) != actor.user_id:
         raise Forbidden("a responder may add an override only for themself")
-    check_span(start, end)
+    check_span(start, end, "end")
     async with transaction(pool) as conn:
         schedule = await _locked_schedule(conn, schedule_id)
         user = await store.get_user(conn, user_id)
