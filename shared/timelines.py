@@ -2,14 +2,16 @@
 
 Timelines are snapshots (DESIGN §2): each carries a schedule's whole resolved timeline for a horizon and a
 version, so the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
-Lookups bisect the segment starts, so they cost O(log n) in the segments of one timeline.
+Lookups bisect the segment starts, so they cost O(log n) in the segments of one timeline. Instants are
+held and compared in `datetime.UTC`: two datetimes sharing one tzinfo object compare field by field, while
+mixed ones (pydantic parses "Z" into its own tzinfo) call utcoffset() on both sides of every comparison.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from shared.messages import ScheduleTimeline, TimelineSegment
@@ -18,7 +20,20 @@ from shared.messages import ScheduleTimeline, TimelineSegment
 @dataclass(frozen=True)
 class _Indexed:
     timeline: ScheduleTimeline
+    horizon_start: datetime
+    horizon_end: datetime
     starts: tuple[datetime, ...]
+    ends: tuple[datetime, ...]
+
+    @classmethod
+    def of(cls, timeline: ScheduleTimeline) -> _Indexed:
+        return cls(
+            timeline,
+            timeline.horizon_start.astimezone(UTC),
+            timeline.horizon_end.astimezone(UTC),
+            tuple(s.start.astimezone(UTC) for s in timeline.segments),
+            tuple(s.end.astimezone(UTC) for s in timeline.segments),
+        )
 
 
 class TimelineIndex:
@@ -38,7 +53,7 @@ class TimelineIndex:
         held = self._by_schedule.get(timeline.schedule_id)
         if held is not None and held.timeline.version >= timeline.version:
             return False
-        self._by_schedule[timeline.schedule_id] = _Indexed(timeline, tuple(s.start for s in timeline.segments))
+        self._by_schedule[timeline.schedule_id] = _Indexed.of(timeline)
         return True
 
     def get(self, schedule_id: UUID) -> ScheduleTimeline | None:
@@ -53,11 +68,10 @@ class TimelineIndex:
         held = self._by_schedule.get(schedule_id)
         if held is None:
             return None
-        timeline = held.timeline
-        if not timeline.horizon_start <= instant < timeline.horizon_end:
+        instant = instant.astimezone(UTC)
+        if not held.horizon_start <= instant < held.horizon_end:
             return None
         i = bisect_right(held.starts, instant) - 1
-        if i < 0:
+        if i < 0 or instant >= held.ends[i]:
             return None
-        segment = timeline.segments[i]
-        return segment if instant < segment.end else None
+        return held.timeline.segments[i]
