@@ -8,6 +8,7 @@ route 404.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -329,7 +330,7 @@ def _schema_of(kind: Any) -> dict[str, Any]:
 
 
 def _path_params(path: str) -> list[str]:
-    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+    return [name.split(":")[0] for name in re.findall(r"\{([^{}]+)\}", path)]
 
 
 _ERRORS = {
