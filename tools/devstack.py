@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -148,6 +149,13 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
         raise ProcessError(f"tools.seed failed (exit {done.returncode})")
 
 
+def _seeded(run_dir: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((run_dir / "seed.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     """Start (or re-attach to) everything, then print how to use it."""
     started = time.monotonic()
@@ -172,6 +180,8 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
         f"\nready in {time.monotonic() - started:.1f}s; logs in {run_dir / 'logs'}; env in {run_dir / infra.ENV_FILE}"
     )
     notifier = procs["notifier"].base_url
+    seeded = _seeded(run_dir)
+    fortnight = (datetime.now(UTC) + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"""
 Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=responder` for others):
 
@@ -183,6 +193,15 @@ Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=respo
        -d '{{"name":"Lin","email":"lin.'$RANDOM'@example.com","time_zone":"Asia/Shanghai"}}' \\
        {schedule}/v1/users | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
   sleep 1; curl -s -H "Authorization: Bearer $TOKEN" {notifier}/v1/recipients/$ID
+
+  # who is on call now on the demo schedule, and whom the escalation policy would page:
+  curl -s -H "Authorization: Bearer $TOKEN" {schedule}/v1/schedules/{seeded.get("schedule_id", "<id>")}/oncall
+  curl -s -H "Authorization: Bearer $TOKEN" {schedule}/v1/policies/{seeded.get("policy_id", "<id>")}/oncall
+  # the next two weeks of final shifts (layers, overrides, coverage), and a calendar feed to subscribe to:
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+       "{schedule}/v1/schedules/{seeded.get("schedule_id", "<id>")}/shifts?from=$(date -u +%FT%TZ)&to={fortnight}"
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" \\
+       {schedule}/v1/users/{seeded.get("admin_user_id", "<id>")}/calendar-token
 
   # bad input gets a problem document with a reason:
   curl -s -H "Authorization: Bearer $TOKEN" -d '{{"name":""}}' {schedule}/v1/users

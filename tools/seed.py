@@ -1,7 +1,8 @@
-"""Demo organisation for `make up`: an admin, three responders, an observer and a team, created through
+"""Demo organisation for `make up`: an admin, three responders, an observer, a team, an on-call schedule
+with two layers, an escalation policy and support hours, created through
 schedule's public API like any client would, so the events flow to the other services too.
 
-Idempotent: people are found by e-mail and the team by name, so a second run creates nothing.
+Idempotent: people are found by e-mail and everything else by name, so a second run creates nothing.
 Writes `<run dir>/seed.json` (ids used by `make token` and printed examples).
 
 Env: SCHEDULE_URL (default http://127.0.0.1:8081), JWT_SECRET, ONCALL_RUN_DIR (default .run).
@@ -63,6 +64,23 @@ PEOPLE = [
     },
 ]
 TEAM = "Platform SRE"
+SCHEDULE = "Platform SRE primary"
+POLICY = "Platform SRE escalation"
+SUPPORT_HOURS = "Berlin office hours"
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+async def ensure(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The object named body["name"] under `path`, created from `body` if there is none yet."""
+    async with http.get(path, params={"limit": "500"}) as resp:
+        resp.raise_for_status()
+        found = next((x for x in await resp.json() if x["name"] == body["name"]), None)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    async with http.post(path, json=body) as resp:
+        if resp.status != 201:
+            raise RuntimeError(f"creating {body['name']}: {resp.status} {await resp.text()}")
+        return await resp.json()  # type: ignore[no-any-return]
 
 
 async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
@@ -88,10 +106,35 @@ async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
                 if resp.status != 201:
                     raise RuntimeError(f"creating team: {resp.status} {await resp.text()}")
                 team = await resp.json()
+        admin, rita, sam, priya = (u["id"] for u in users[:4])
+        # weekly follow-the-week rotation in Berlin; on weekdays 09-17 Rita's office layer sits on top
+        schedule = await ensure(http, "/v1/schedules", {
+            "name": SCHEDULE, "time_zone": "Europe/Berlin", "team_id": team["id"],
+            "layers": [
+                {"name": "Weekly", "users": [rita, sam, priya], "length": 1, "unit": "weeks",
+                 "handoff": "2026-01-05T09:00:00"},
+                {"name": "Office hours", "users": [rita], "length": 1, "unit": "weeks",
+                 "handoff": "2026-01-05T00:00:00",
+                 "restrictions": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}]},
+            ],
+        })
+        policy = await ensure(http, "/v1/policies", {
+            "name": POLICY, "repeat": 1,
+            "rules": [{"timeout_minutes": 5, "schedule_ids": [schedule["id"]]},
+                      {"timeout_minutes": 10, "user_ids": [admin]}],
+        })
+        hours = await ensure(http, "/v1/support-hours", {
+            "name": SUPPORT_HOURS, "time_zone": "Europe/Berlin",
+            "windows": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}],
+            "holidays": ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"],
+        })
     return {
         "admin_user_id": users[0]["id"],
         "users": {u["email"]: {"id": u["id"], "role": u["role"], "name": u["name"]} for u in users},
         "team_id": team["id"],
+        "schedule_id": schedule["id"],
+        "policy_id": policy["id"],
+        "support_hours_id": hours["id"],
     }
 
 
@@ -106,7 +149,10 @@ def main() -> int:
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"demo data: {len(result['users'])} users and team '{TEAM}' ({out})")
+    print(
+        f"demo data: {len(result['users'])} users, team '{TEAM}', schedule '{SCHEDULE}', policy '{POLICY}', "
+        f"support hours '{SUPPORT_HOURS}' ({out})"
+    )
     return 0
 
 

@@ -33,6 +33,7 @@ from services.schedule.domain.shifts import (
     check_static_shifts,
     claim_problem,
     new_layer,
+    on_call_at,
     parse_windows,
     resolve,
     shifts_of,
@@ -286,10 +287,16 @@ async def schedule_timeline(
         return schedule, await timeline(conn, schedule, start, end)
 
 
+# "who is on call at T" answers with the whole shift around T, looked for this far on either side
+ON_CALL_REACH = timedelta(days=32)
+
+
 async def on_call(pool: asyncpg.Pool, schedule_id: UUID, at: datetime) -> Segment:
-    """Who is on call on the schedule at `at` (a gap segment when nobody is)."""
-    _, segments = await schedule_timeline(pool, schedule_id, at, at + timedelta(microseconds=1))
-    return segments[0]
+    """The shift (or gap) holding `at`; one longer than ON_CALL_REACH on either side is cut there."""
+    _, segments = await schedule_timeline(pool, schedule_id, at - ON_CALL_REACH, at + ON_CALL_REACH)
+    found = on_call_at(segments, at)
+    assert found is not None  # the timeline is contiguous over the window, which holds `at`
+    return found
 
 
 async def user_shifts(

@@ -283,6 +283,14 @@ async def test_my_shifts_policies_and_support_hours(stack: Stack, infra: Infra) 
         ("2026-03-03T14:00:00Z", "2026-03-04T00:00:00Z", first["id"]),  # b's daily turn, cut at `to`
     ]
     assert [s["start"] for s in mine] == sorted(s["start"] for s in mine)
+    status, now = await call(
+        "GET",
+        stack.url("schedule", f"/v1/schedules/{first['id']}/oncall"),
+        params={"at": "2026-03-03T15:00:00Z"},
+        headers=ADMIN,
+    )
+    assert status == 200 and now["user_id"] == b, now
+    assert (now["shift"]["start"], now["shift"]["end"]) == ("2026-03-03T14:00:00Z", "2026-03-04T14:00:00Z")
 
     rules = [
         {"timeout_minutes": 5, "schedule_ids": [first["id"], second["id"]]},
