@@ -1,0 +1,88 @@
+"""schedule's use cases on the real PostgreSQL: timelines staged with the change, the rolling horizon job."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.schedule import service
+from shared.auth import Principal
+from shared.db import create_pool
+from shared.errors import InvalidInput
+from shared.messages import ScheduleTimeline
+from shared.migrations import migrate, migrations_for
+from shared.topics import TIMELINES
+from tests.conftest import Infra
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    await migrate(infra.database_url, schema, migrations_for("schedule"))
+    pool = await create_pool(infra.database_url, schema)
+    yield pool
+    await pool.close()
+
+
+async def people(pool: asyncpg.Pool, n: int) -> list[str]:
+    users = [
+        await service.create_user(
+            pool,
+            {
+                "name": f"P{i}",
+                "email": f"{uuid.uuid4().hex}@example.com",
+                "phone": None,
+                "time_zone": "UTC",
+                "language": "en",
+                "role": "responder",
+            },
+        )
+        for i in range(n)
+    ]
+    return [str(u.id) for u in users]
+
+
+def weekly(name: str, users: list[str]) -> dict[str, Any]:
+    layer = {"users": users, "length": 1, "unit": "weeks", "handoff": "2026-11-02T09:00:00"}
+    return {"name": name, "time_zone": "Europe/Berlin", "kind": "recurring", "layers": [layer]}
+
+
+async def timelines(pool: asyncpg.Pool) -> list[ScheduleTimeline]:
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", TIMELINES.name)
+    return [ScheduleTimeline.model_validate_json(r["payload"]) for r in rows]
+
+
+async def test_the_rolling_job_extends_each_short_horizon_once_even_on_two_replicas(pool: asyncpg.Pool) -> None:
+    users = await people(pool, 2)
+    created = [await service.create_schedule(pool, weekly(f"S{i}", users), NOW) for i in range(5)]
+    first = await timelines(pool)
+    assert [t.version for t in first] == [1] * 5
+    assert all(t.horizon_end - NOW >= timedelta(days=60) for t in first)
+
+    assert await service.refresh_timelines(pool, NOW + timedelta(hours=12)) == 0  # the horizon is still long
+
+    later = NOW + timedelta(days=2)
+    counts = await asyncio.gather(*(service.refresh_timelines(pool, later, batch=2) for _ in range(2)))
+    assert sum(counts) == 5  # every schedule once, whichever replica took it
+    rolled = (await timelines(pool))[5:]
+    assert sorted(t.schedule_id for t in rolled) == sorted(s.id for s in created)
+    assert all(t.version == 2 and t.horizon_end == first[0].horizon_end + timedelta(days=2) for t in rolled)
+    assert await service.refresh_timelines(pool, later) == 0
+
+
+async def test_a_rejected_change_stages_no_event(pool: asyncpg.Pool) -> None:
+    users = await people(pool, 1)
+    schedule = await service.create_schedule(pool, weekly("Solo", users), NOW)
+    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
+    with pytest.raises(InvalidInput) as bad:
+        await service.add_override(pool, admin, schedule.id, uuid.uuid4(), NOW, NOW + timedelta(hours=1), NOW)
+    assert bad.value.field == "user_id"
+    assert len(await timelines(pool)) == 1
+    assert await pool.fetchval("SELECT count(*) FROM covers") == 0
