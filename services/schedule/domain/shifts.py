@@ -19,9 +19,9 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,83 @@ def local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
 
 def utc_to_local(instant: datetime, zone: ZoneInfo) -> datetime:
     return instant.astimezone(zone).replace(tzinfo=None)
+
+
+# Resolution works on integer microseconds since the epoch: comparing and sorting ints is many times faster
+# than aware datetimes, and a year of a busy schedule is thousands of boundaries.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_US = timedelta(microseconds=1)
+_MAX_US = (_FOREVER - _EPOCH) // _US
+
+
+def to_us(instant: datetime) -> int:
+    return (instant - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(0, 0, us)
+
+
+_DAY_US = 86_400_000_000
+_UNIX_DAY = date(1970, 1, 1).toordinal()
+
+
+def local_us(local: datetime) -> int:
+    """A naive local wall-clock time as microseconds since 0001-01-01 00:00 on that same wall clock."""
+    seconds = local.toordinal() * 86_400 + local.hour * 3_600 + local.minute * 60 + local.second
+    return seconds * 1_000_000 + local.microsecond
+
+
+# zone -> {local day ordinal -> that day's UTC offset in microseconds, or None when the day has a clock
+# change}. Facts of the tz database, shared by every resolution; bounded, since a server sees few zones.
+_DAY_OFFSETS: dict[str, dict[int, int | None]] = {}
+_MIDNIGHTS: dict[str, dict[int, int]] = {}
+_DAY_OFFSETS_MAX = 100_000
+
+
+class LocalClock:
+    """`local_to_utc` on integer microseconds, fast: a local day without a clock change has one offset all
+    day, so only days with a change take zoneinfo's per-instant path (zoneinfo costs microseconds a call)."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._offsets = _DAY_OFFSETS.setdefault(zone.key, {})
+        self._midnights = _MIDNIGHTS.setdefault(zone.key, {})
+
+    def utc(self, local: int) -> int:
+        """The UTC instant (microseconds since the epoch) of a `local_us` wall-clock time."""
+        day = local // _DAY_US
+        try:
+            offset = self._offsets[day]
+        except KeyError:
+            offset = self._day_offset(day)
+        if offset is None:
+            naive = datetime.fromordinal(day) + timedelta(0, 0, local - day * _DAY_US)
+            return to_us(local_to_utc(naive, self.zone))
+        return local - _UNIX_DAY * _DAY_US - offset
+
+    def us(self, local: datetime) -> int:
+        return self.utc(local_us(local))
+
+    def _day_offset(self, day: int) -> int | None:
+        here, there = self._midnight_offset(day), self._midnight_offset(day + 1)
+        offset = here if here == there else None
+        if len(self._offsets) >= _DAY_OFFSETS_MAX:
+            self._offsets.clear()
+            self._midnights.clear()
+        self._offsets[day] = offset
+        return offset
+
+    def _midnight_offset(self, day: int) -> int:
+        """The UTC offset `local_to_utc` applies at that day's local midnight (fold=0, as everywhere)."""
+        try:
+            return self._midnights[day]
+        except KeyError:
+            offset = datetime.fromordinal(day).replace(tzinfo=self.zone, fold=0).utcoffset()
+            assert offset is not None
+            self._midnights[day] = offset // _US
+            return self._midnights[day]
 
 
 def check_range(start: datetime, end: datetime, field_name: str = "end") -> None:
@@ -99,24 +176,39 @@ def window_intervals(
     windows: Sequence[Window], zone: ZoneInfo, start: datetime, end: datetime
 ) -> list[tuple[datetime, datetime]]:
     """The UTC intervals the weekly `windows` cover within [start, end), merged and sorted."""
+    spans = _window_spans(windows, LocalClock(zone), to_us(start), to_us(end))
+    return [(from_us(a), from_us(b)) for a, b in spans]
+
+
+def _window_spans(windows: Sequence[Window], clock: LocalClock, start: int, end: int) -> list[tuple[int, int]]:
     if not windows:
         return []
-    first = utc_to_local(start, zone).date() - timedelta(days=1)
-    last = utc_to_local(end, zone).date()
-    by_day: dict[int, list[Window]] = {}
+    first = utc_to_local(from_us(start), clock.zone).toordinal() - 1
+    last = utc_to_local(from_us(end), clock.zone).toordinal()
+    week = 7 * _DAY_US
+    raw: list[tuple[int, int]] = []
     for w in windows:
-        by_day.setdefault(w.weekday, []).append(w)
-    raw: list[tuple[datetime, datetime]] = []
-    day = first
-    while day <= last:
-        for w in by_day.get(day.weekday(), ()):
-            local_start = datetime.combine(day, w.start)
-            a = local_to_utc(local_start, zone)
-            b = local_to_utc(local_start + timedelta(minutes=w.minutes), zone)
+        day = first + (w.weekday - date.fromordinal(first).weekday()) % 7
+        opens = day * _DAY_US + (w.start.hour * 60 + w.start.minute) * 60_000_000
+        length = w.minutes * 60_000_000
+        stop = (last + 1) * _DAY_US
+        while opens < stop:
+            a, b = clock.utc(opens), clock.utc(opens + length)
             if b > start and a < end and b > a:
                 raw.append((max(a, start), min(b, end)))
-        day += timedelta(days=1)
-    return merge_intervals(raw)
+            opens += week
+    return _merge_spans(raw)
+
+
+def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            if b > merged[-1][1]:
+                merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def merge_intervals(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -179,8 +271,9 @@ def new_layer(
     return Layer(tuple(users), length, unit, handoff, restrictions, start, end, name)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
+    """A piece of a timeline: who is on call over [start, end) and why (None and "gap": nobody)."""
+
     start: datetime
     end: datetime
     user_id: UUID | None
@@ -190,37 +283,45 @@ class Segment:
 
 
 Turn = tuple[datetime, datetime, UUID]
+_Span = tuple[int, int, UUID]
 
 
 def rotation_turns(layer: Layer, zone: ZoneInfo, start: datetime, end: datetime) -> list[Turn]:
     """The rotation's turns (UTC start, UTC end, user) overlapping [start, end), before restrictions."""
-    lo = max(start, layer.start or local_to_utc(layer.handoff, zone))
-    hi = min(end, layer.end or _FOREVER)
+    turns = _turn_spans(layer, LocalClock(zone), to_us(start), to_us(end))
+    return [(from_us(a), from_us(b), u) for a, b, u in turns]
+
+
+def _turn_spans(layer: Layer, clock: LocalClock, start: int, end: int) -> list[_Span]:
+    lo = max(start, to_us(layer.start) if layer.start else clock.us(layer.handoff))
+    hi = min(end, to_us(layer.end) if layer.end else _MAX_US)
     if lo >= hi:
         return []
-    step = layer.step
-    n = len(layer.users)
-    k = (utc_to_local(lo, zone) - layer.handoff - _TURN_LOOKBACK) // step - 1
-    turns: list[Turn] = []
-    turn_start = local_to_utc(layer.handoff + step * k, zone)
+    step = layer.step // _US
+    users = layer.users
+    n = len(users)
+    handoff = local_us(layer.handoff)
+    k = (local_us(utc_to_local(from_us(lo), clock.zone)) - handoff - _TURN_LOOKBACK // _US) // step - 1
+    turns: list[_Span] = []
+    local = handoff + step * k
+    turn_start = clock.utc(local)
     while turn_start < hi:
-        turn_end = max(local_to_utc(layer.handoff + step * (k + 1), zone), turn_start)
+        local += step
+        turn_end = max(clock.utc(local), turn_start)
         a, b = max(turn_start, lo), min(turn_end, hi)
         if a < b:
-            turns.append((a, b, layer.users[k % n]))
+            turns.append((a, b, users[k % n]))
         k += 1
         turn_start = turn_end
     return turns
 
 
-def layer_segments(layer: Layer, index: int, zone: ZoneInfo, start: datetime, end: datetime) -> list[Segment]:
-    turns = rotation_turns(layer, zone, start, end)
-    if not layer.restrictions:
-        return [Segment(a, b, u, "layer", index) for a, b, u in turns]
-    if not turns:
-        return []
-    windows = window_intervals(layer.restrictions, zone, turns[0][0], turns[-1][1])
-    out: list[Segment] = []
+def _layer_spans(layer: Layer, clock: LocalClock, start: int, end: int) -> list[_Span]:
+    turns = _turn_spans(layer, clock, start, end)
+    if not layer.restrictions or not turns:
+        return turns
+    windows = _window_spans(layer.restrictions, clock, turns[0][0], turns[-1][1])
+    out: list[_Span] = []
     i = 0
     for a, b, user in turns:
         while i < len(windows) and windows[i][1] <= a:
@@ -228,9 +329,14 @@ def layer_segments(layer: Layer, index: int, zone: ZoneInfo, start: datetime, en
         j = i
         while j < len(windows) and windows[j][0] < b:
             wa, wb = windows[j]
-            out.append(Segment(max(a, wa), min(b, wb), user, "layer", index))
+            out.append((max(a, wa), min(b, wb), user))
             j += 1
     return out
+
+
+def layer_segments(layer: Layer, index: int, zone: ZoneInfo, start: datetime, end: datetime) -> list[Segment]:
+    spans = _layer_spans(layer, LocalClock(zone), to_us(start), to_us(end))
+    return [Segment(from_us(a), from_us(b), u, "layer", index) for a, b, u in spans]
 
 
 @dataclass(frozen=True)
@@ -286,68 +392,88 @@ class Schedule:
 
 
 def base_segments(schedule: Schedule, start: datetime, end: datetime) -> list[Segment]:
+    """The schedule's own shifts in [start, end), before overrides and coverage."""
+    pieces = _base_pieces(schedule, to_us(start), to_us(end))
+    return [Segment(from_us(p[0]), from_us(p[1]), p[3], p[4], p[5], p[6]) for p in pieces]
+
+
+# (start, end, priority, user, source, layer, ref): a piece of someone's time, with how strongly it holds
+_Piece = tuple[int, int, int, UUID | None, Source, int | None, UUID | None]
+_ID_BITS = 24
+_KIND_BIT = 1 << _ID_BITS
+_ID_MASK = _KIND_BIT - 1
+
+
+def _base_pieces(schedule: Schedule, start: int, end: int) -> list[_Piece]:
     if schedule.kind == "static":
-        return [
-            Segment(max(s.start, start), min(s.end, end), s.user_id, "static")
-            for s in schedule.shifts
-            if s.end > start and s.start < end
-        ]
-    zone = schedule.zone
-    out: list[Segment] = []
-    for index, layer in enumerate(schedule.layers):
-        out.extend(layer_segments(layer, index, zone, start, end))
-    return out
+        pieces: list[_Piece] = []
+        for s in schedule.shifts:
+            a, b = max(to_us(s.start), start), min(to_us(s.end), end)
+            if a < b:
+                pieces.append((a, b, 0, s.user_id, "static", None, None))
+        return pieces
+    clock = LocalClock(schedule.zone)
+    return [
+        (a, b, index, user, "layer", index, None)
+        for index, layer in enumerate(schedule.layers)
+        for a, b, user in _layer_spans(layer, clock, start, end)
+    ]
 
 
 def resolve(schedule: Schedule, covers: Sequence[Cover], start: datetime, end: datetime) -> list[Segment]:
     """The final on-call timeline of [start, end): contiguous segments, gaps included (user_id None)."""
     check_range(start, end)
-    items: list[tuple[tuple[int, int], Segment]] = [
-        ((0, s.layer or 0), s) for s in base_segments(schedule, start, end)
-    ]
-    for c in covers:
-        if c.end > start and c.start < end:
+    lo, hi = to_us(start), to_us(end)
+    pieces = _base_pieces(schedule, lo, hi)
+    above = len(schedule.layers) + 1
+    for rank, c in enumerate(sorted(covers, key=lambda c: c.seq)):
+        a, b = max(to_us(c.start), lo), min(to_us(c.end), hi)
+        if a < b:
             ref = c.coverage_request_id if c.source == "coverage" else c.id
-            items.append(((1, c.seq), Segment(max(c.start, start), min(c.end, end), c.user_id, c.source, None, ref)))
-    events: list[tuple[datetime, int, int]] = []
-    for n, (_, seg) in enumerate(items):
-        if seg.start < seg.end:
-            events.append((seg.start, 1, n))
-            events.append((seg.end, 0, n))
+            pieces.append((a, b, above + rank, c.user_id, c.source, None, ref))
+    if len(pieces) > _ID_MASK:
+        raise InvalidInput("to", "too many shifts in this range; ask for a shorter one")
+    # one int per event, sorted: time, then ends before starts, then piece number
+    events = [p[0] << (_ID_BITS + 1) | _KIND_BIT | n for n, p in enumerate(pieces)]
+    events += [p[1] << (_ID_BITS + 1) | n for n, p in enumerate(pieces)]
     events.sort()
-    out: list[Segment] = []
-    active: dict[int, tuple[int, int]] = {}
-    cursor = start
-    i = 0
-    while i <= len(events):
-        at = events[i][0] if i < len(events) else end
+    merged: list[list[object]] = []  # [start, end, user, source, layer, ref]
+    # priority -> piece: pieces of one priority never overlap (one layer, one static schedule, one cover)
+    active: dict[int, int] = {}
+    cursor = lo
+    gap: tuple[object, ...] = (None, "gap", None, None)
+    last_key: tuple[object, ...] | None = None
+    for event in events:
+        at = event >> (_ID_BITS + 1)
         if at > cursor:
-            top = max(active, key=active.__getitem__) if active else None
-            _append(out, _piece(items[top][1], cursor, at) if top is not None else Segment(cursor, at, None, "gap"))
-            cursor = at
-        if i == len(events):
-            break
-        while i < len(events) and events[i][0] == at:
-            _, opening, n = events[i]
-            if opening:
-                active[n] = items[n][0]
+            if active:
+                top = pieces[active[max(active)]]
+                key: tuple[object, ...] = (top[3], top[4], top[5], top[6])
             else:
-                active.pop(n, None)
-            i += 1
+                key = gap
+            if key == last_key:
+                merged[-1][1] = at
+            else:
+                merged.append([cursor, at, *key])
+                last_key = key
+            cursor = at
+        n = event & _ID_MASK
+        if event & _KIND_BIT:
+            active[pieces[n][2]] = n
+        else:
+            del active[pieces[n][2]]
+    if cursor < hi:
+        if last_key == gap:
+            merged[-1][1] = hi
+        else:
+            merged.append([cursor, hi, *gap])
+    out: list[Segment] = []
+    boundary = from_us(lo)
+    for m in merged:  # contiguous: each piece starts where the previous one ended
+        end_at = from_us(m[1])  # type: ignore[arg-type]
+        out.append(Segment(boundary, end_at, *m[2:]))  # type: ignore[arg-type]
+        boundary = end_at
     return out
-
-
-def _piece(seg: Segment, start: datetime, end: datetime) -> Segment:
-    return Segment(start, end, seg.user_id, seg.source, seg.layer, seg.ref)
-
-
-def _append(out: list[Segment], seg: Segment) -> None:
-    if out:
-        last = out[-1]
-        if (last.user_id, last.source, last.layer, last.ref) == (seg.user_id, seg.source, seg.layer, seg.ref):
-            out[-1] = _piece(last, last.start, seg.end)
-            return
-    out.append(seg)
 
 
 def shifts_of(segments: Iterable[Segment]) -> list[Segment]:
