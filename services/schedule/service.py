@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -62,6 +64,15 @@ from shared.messages import (
 from shared.outbox import enqueue
 
 
+@contextmanager
+def unique(conflict: str) -> Iterator[None]:
+    """Turn a unique-constraint violation inside the block into a 409 saying `conflict`."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(conflict) from exc
+
+
 def user_snapshot(user: User) -> UserSnapshot:
     return UserSnapshot(
         user_id=user.id, version=user.version, name=user.name, email=user.email, phone=user.phone,
@@ -78,10 +89,8 @@ async def create_user(pool: asyncpg.Pool, fields: dict[str, Any]) -> User:
     """Add a user to the directory and publish their snapshot."""
     user = domain.new_user(id=uuid4(), **fields)
     async with transaction(pool) as conn:
-        try:
+        with unique(f"a user with e-mail {user.email} exists"):
             await store.insert_user(conn, user)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a user with e-mail {user.email} exists") from exc
         await enqueue(conn, user_snapshot(user))
     return user
 
@@ -99,10 +108,8 @@ async def edit_user(pool: asyncpg.Pool, actor: Principal, user_id: UUID, changes
             raise Forbidden(str(exc)) from exc
         if edited == current:
             return current
-        try:
+        with unique(f"a user with e-mail {edited.email} exists"):
             await store.update_user(conn, edited)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a user with e-mail {edited.email} exists") from exc
         await enqueue(conn, user_snapshot(edited))
     return edited
 
@@ -118,10 +125,8 @@ async def create_team(pool: asyncpg.Pool, name: str, member_ids: list[UUID]) -> 
     """Create a team of existing users and publish its snapshot."""
     async with transaction(pool) as conn:
         team = domain.new_team(uuid4(), name, member_ids, await store.existing_user_ids(conn, member_ids))
-        try:
+        with unique(f"a team named {team.name} exists"):
             await store.insert_team(conn, team)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a team named {team.name} exists") from exc
         await enqueue(conn, team_snapshot(team))
     return team
 
@@ -225,10 +230,8 @@ async def create_schedule(pool: asyncpg.Pool, fields: dict[str, Any], now: datet
             "id": schedule.id, "version": 1, "name": schedule.name, "time_zone": schedule.time_zone,
             "kind": schedule.kind, "team_id": schedule.team_id, "definition": _definition(fields),
         }
-        try:
+        with unique(f"a schedule named {schedule.name} exists"):
             await store.insert_schedule(conn, row, schedule.user_ids())
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a schedule named {schedule.name} exists") from exc
         await publish_timeline(conn, schedule, now)
     return schedule
 
@@ -243,10 +246,8 @@ async def replace_schedule(pool: asyncpg.Pool, schedule_id: UUID, fields: dict[s
             "id": schedule.id, "version": schedule.version, "name": schedule.name, "time_zone": schedule.time_zone,
             "kind": schedule.kind, "team_id": schedule.team_id, "definition": _definition(fields),
         }
-        try:
+        with unique(f"a schedule named {schedule.name} exists"):
             await store.update_schedule(conn, row, schedule.user_ids())
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a schedule named {schedule.name} exists") from exc
         await publish_timeline(conn, schedule, now)
     return schedule
 
@@ -514,10 +515,8 @@ async def create_policy(pool: asyncpg.Pool, fields: dict[str, Any]) -> Policy:
     """Create an escalation policy and publish its snapshot."""
     async with transaction(pool) as conn:
         policy = await _checked_policy(conn, uuid4(), fields, 1)
-        try:
+        with unique(f"a policy named {policy.name} exists"):
             await store.insert_policy(conn, _policy_row(policy))
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a policy named {policy.name} exists") from exc
         await enqueue(conn, policy_snapshot(policy))
     return policy
 
@@ -529,10 +528,8 @@ async def replace_policy(pool: asyncpg.Pool, policy_id: UUID, fields: dict[str, 
         if current is None:
             raise NotFound(f"policy {policy_id}")
         policy = await _checked_policy(conn, policy_id, fields, current["version"] + 1)
-        try:
+        with unique(f"a policy named {policy.name} exists"):
             await store.update_policy(conn, _policy_row(policy))
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a policy named {policy.name} exists") from exc
         await enqueue(conn, policy_snapshot(policy))
     return policy
 
@@ -587,10 +584,8 @@ async def create_support_hours(pool: asyncpg.Pool, fields: dict[str, Any]) -> Su
     """Define support hours and publish their snapshot."""
     hours = _checked_support_hours(uuid4(), fields, 1)
     async with transaction(pool) as conn:
-        try:
+        with unique(f"support hours named {hours.name} exist"):
             await store.insert_support_hours(conn, _support_hours_row(hours, fields["windows"]))
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"support hours named {hours.name} exist") from exc
         await enqueue(conn, support_hours_snapshot(hours, fields["windows"]))
     return hours
 
@@ -602,10 +597,8 @@ async def replace_support_hours(pool: asyncpg.Pool, hours_id: UUID, fields: dict
         if current is None:
             raise NotFound(f"support hours {hours_id}")
         hours = _checked_support_hours(hours_id, fields, current["version"] + 1)
-        try:
+        with unique(f"support hours named {hours.name} exist"):
             await store.update_support_hours(conn, _support_hours_row(hours, fields["windows"]))
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"support hours named {hours.name} exist") from exc
         await enqueue(conn, support_hours_snapshot(hours, fields["windows"]))
     return hours
 

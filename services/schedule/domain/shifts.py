@@ -211,17 +211,6 @@ def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def merge_intervals(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for a, b in sorted(intervals):
-        if merged and a <= merged[-1][1]:
-            if b > merged[-1][1]:
-                merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return merged
-
-
 def in_windows(windows: Sequence[Window], zone: ZoneInfo, instant: datetime) -> bool:
     return bool(window_intervals(windows, zone, instant, instant + timedelta(microseconds=1)))
 
