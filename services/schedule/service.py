@@ -428,6 +428,8 @@ async def apply_coverage(pool: asyncpg.Pool, event: CoverageRequestAccepted, now
                 reason = "the schedule does not exist"
             elif covering is None or not covering.active:
                 reason = "the covering user does not exist or is deactivated"
+            elif event.covering_user_id == event.requester_id:
+                reason = "the requester cannot cover their own shift"
             else:
                 claim_ = ShiftClaim(ref.schedule_id, ref.start, ref.end)
                 segments = await timeline(conn, schedule_of(rows[ref.schedule_id]), ref.start, ref.end)

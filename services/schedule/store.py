@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -303,16 +304,23 @@ async def user_names(conn: asyncpg.Connection | asyncpg.Pool, ids: Iterable[UUID
     return {r["id"]: r["name"] for r in rows}
 
 
+def _token_hash(token: str) -> str:
+    # only a hash is stored: a copy of the database does not hand out working feed URLs
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 async def set_calendar_token(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, token: str) -> None:
     await conn.execute(
         """INSERT INTO calendar_tokens (token, user_id) VALUES ($1, $2)
            ON CONFLICT (user_id) DO UPDATE SET token = $1, created_at = now()""",
-        token, user_id,
+        _token_hash(token), user_id,
     )
 
 
 async def user_of_calendar_token(pool: asyncpg.Pool, token: str) -> UUID | None:
-    user_id: UUID | None = await pool.fetchval("SELECT user_id FROM calendar_tokens WHERE token = $1", token)
+    user_id: UUID | None = await pool.fetchval(
+        "SELECT user_id FROM calendar_tokens WHERE token = $1", _token_hash(token)
+    )
     return user_id
 
 

@@ -12,8 +12,8 @@ import pytest
 from services.schedule import service
 from shared.auth import Principal
 from shared.db import create_pool
-from shared.errors import InvalidInput
-from shared.messages import ScheduleTimeline
+from shared.errors import InvalidInput, NotFound
+from shared.messages import CoverageRejected, CoverageRequestAccepted, ScheduleTimeline, ShiftRef
 from shared.migrations import migrate, migrations_for
 from shared.topics import TIMELINES
 from tests.conftest import Infra
@@ -86,3 +86,41 @@ async def test_a_rejected_change_stages_no_event(pool: asyncpg.Pool) -> None:
     assert bad.value.field == "user_id"
     assert len(await timelines(pool)) == 1
     assert await pool.fetchval("SELECT count(*) FROM covers") == 0
+
+
+async def test_coverage_is_checked_against_the_final_schedule_at_acceptance(pool: asyncpg.Pool) -> None:
+    a, b = await people(pool, 2)
+    schedule = await service.create_schedule(pool, weekly("Pair", [a, b]), NOW)
+    turn = ShiftRef(
+        schedule_id=schedule.id, start=datetime(2026, 11, 30, 8, tzinfo=UTC), end=datetime(2026, 12, 7, 8, tzinfo=UTC)
+    )
+    own = CoverageRequestAccepted(
+        request_id=uuid.uuid4(), requester_id=uuid.UUID(a), covering_user_id=uuid.UUID(a), shifts=[turn]
+    )
+    answer = await service.apply_coverage(pool, own, NOW)
+    assert isinstance(answer, CoverageRejected) and "cannot cover their own" in answer.problems[0].reason
+
+    # an admin override placed on part of the turn before acceptance: the turn is no longer all a's
+    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
+    await service.add_override(
+        pool, admin, schedule.id, uuid.UUID(b), turn.start + timedelta(hours=3), turn.start + timedelta(hours=4), NOW
+    )
+    late = CoverageRequestAccepted(
+        request_id=uuid.uuid4(), requester_id=uuid.UUID(a), covering_user_id=uuid.UUID(b), shifts=[turn]
+    )
+    answer = await service.apply_coverage(pool, late, NOW)
+    assert isinstance(answer, CoverageRejected)
+    assert answer.problems[0].reason.startswith(f"user {b} is on call from 2026-11-30T11:00:00+00:00")
+    assert await pool.fetchval("SELECT count(*) FROM covers WHERE source = 'coverage'") == 0
+
+
+async def test_calendar_tokens_are_stored_only_as_hashes(pool: asyncpg.Pool) -> None:
+    (a,) = await people(pool, 1)
+    token = await service.issue_calendar_token(pool, Principal(user_id=a, role="responder"), uuid.UUID(a))
+    assert await pool.fetchval("SELECT count(*) FROM calendar_tokens WHERE token = $1", token) == 0
+    feed = await service.calendar_feed(pool, token, None, NOW)
+    assert feed.startswith(b"BEGIN:VCALENDAR")
+    again = await service.issue_calendar_token(pool, Principal(user_id=a, role="responder"), uuid.UUID(a))
+    with pytest.raises(NotFound):
+        await service.calendar_feed(pool, token, None, NOW)  # the old token stopped working
+    assert (await service.calendar_feed(pool, again, None, NOW)).startswith(b"BEGIN:VCALENDAR")

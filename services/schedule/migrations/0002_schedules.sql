@@ -71,7 +71,7 @@ CREATE TABLE support_hours (
 );
 CREATE UNIQUE INDEX support_hours_name ON support_hours (lower(name));
 
--- calendar feeds: a secret per user, and what each feed last showed (to send vanished shifts as CANCELLED)
+-- calendar feeds: a secret per user (stored as its sha256), and what each feed last showed (vanished shifts are sent as CANCELLED)
 CREATE TABLE calendar_tokens (
     token      text PRIMARY KEY,
     user_id    uuid        NOT NULL UNIQUE REFERENCES users (id),
