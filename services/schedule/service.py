@@ -108,6 +108,11 @@ async def edit_user(pool: asyncpg.Pool, actor: Principal, user_id: UUID, changes
             raise Forbidden(str(exc)) from exc
         if edited == current:
             return current
+        if current.active and not edited.active:
+            # a deactivated user must never be the one paged: they leave schedules and policies first
+            commitments = await store.commitments_of_user(conn, user_id, utcnow())
+            if commitments:
+                raise Conflict(f"the user is still on call somewhere; remove them first from: {'; '.join(commitments)}")
         with unique(f"a user with e-mail {edited.email} exists"):
             await store.update_user(conn, edited)
         await enqueue(conn, user_snapshot(edited))
@@ -205,14 +210,14 @@ def schedule_of(row: asyncpg.Record) -> Schedule:
 
 
 async def _check_references(conn: asyncpg.Connection, schedule: Schedule) -> None:
-    known = await store.existing_user_ids(conn, schedule.user_ids())
+    known = await store.active_user_ids(conn, schedule.user_ids())
     for i, layer in enumerate(schedule.layers):
         unknown = [str(u) for u in layer.users if u not in known]
         if unknown:
-            raise InvalidInput(f"layers.{i}.users", f"unknown user ids: {', '.join(unknown)}")
+            raise InvalidInput(f"layers.{i}.users", f"unknown or deactivated user ids: {', '.join(unknown)}")
     for i, shift in enumerate(schedule.shifts):
         if shift.user_id not in known:
-            raise InvalidInput(f"shifts.{i}.user_id", f"unknown user id: {shift.user_id}")
+            raise InvalidInput(f"shifts.{i}.user_id", f"unknown or deactivated user id: {shift.user_id}")
     if schedule.team_id is not None and await store.get_team(conn, schedule.team_id) is None:
         raise InvalidInput("team_id", f"unknown team id: {schedule.team_id}")
 
@@ -501,7 +506,7 @@ async def _checked_policy(conn: asyncpg.Connection, policy_id: UUID, fields: dic
         )
         for r in fields["rules"]
     ]
-    users = await store.existing_user_ids(conn, [u for r in rules for u in r.user_ids])
+    users = await store.active_user_ids(conn, [u for r in rules for u in r.user_ids])
     schedules = await store.existing_schedule_ids(conn, [s for r in rules for s in r.schedule_ids])
     policy = new_policy(policy_id, fields["name"], rules, fields["repeat"], users, schedules)
     return replace(policy, version=version)

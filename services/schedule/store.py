@@ -335,3 +335,26 @@ async def replace_feed_entries(conn: asyncpg.Connection, feed: str, entries: dic
         "INSERT INTO feed_entries (feed, uid, entry) VALUES ($1, $2, $3)",
         [(feed, uid, entry) for uid, entry in entries.items()],
     )
+
+
+async def active_user_ids(conn: asyncpg.Connection, ids: Iterable[UUID]) -> set[UUID]:
+    """Those of `ids` that are active users, share-locked so a deactivation waits for this transaction."""
+    rows = await conn.fetch(
+        "SELECT id FROM users WHERE id = ANY($1::uuid[]) AND active ORDER BY id FOR SHARE", list(set(ids))
+    )
+    return {r["id"] for r in rows}
+
+
+async def commitments_of_user(conn: asyncpg.Connection, user_id: UUID, now: datetime) -> list[str]:
+    """What still counts on a user: schedules they rotate in, future overrides or coverage, policies naming them."""
+    rows = await conn.fetch(
+        """SELECT 'schedule ' || s.name AS what FROM schedule_members m JOIN schedules s ON s.id = m.schedule_id
+           WHERE m.user_id = $1
+           UNION SELECT 'overrides on schedule ' || s.name
+           FROM covers c JOIN schedules s ON s.id = c.schedule_id WHERE c.user_id = $1 AND c.ends_at > $2
+           UNION SELECT 'policy ' || p.name FROM policies p, jsonb_array_elements(p.rules) r
+           WHERE r -> 'user_ids' ? $1::text
+           ORDER BY what""",
+        user_id, now,
+    )
+    return [r["what"] for r in rows]

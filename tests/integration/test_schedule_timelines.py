@@ -12,7 +12,7 @@ import pytest
 from services.schedule import service
 from shared.auth import Principal
 from shared.db import create_pool
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messages import CoverageRejected, CoverageRequestAccepted, ScheduleTimeline, ShiftRef
 from shared.migrations import migrate, migrations_for
 from shared.topics import TIMELINES
@@ -124,3 +124,28 @@ async def test_calendar_tokens_are_stored_only_as_hashes(pool: asyncpg.Pool) -> 
     with pytest.raises(NotFound):
         await service.calendar_feed(pool, token, None, NOW)  # the old token stopped working
     assert (await service.calendar_feed(pool, again, None, NOW)).startswith(b"BEGIN:VCALENDAR")
+
+
+async def test_a_user_still_on_call_cannot_be_deactivated_and_a_deactivated_one_cannot_be_scheduled(
+    pool: asyncpg.Pool,
+) -> None:
+    a, b = await people(pool, 2)
+    schedule = await service.create_schedule(pool, weekly("Rota", [a, b]), NOW)
+    await service.create_policy(
+        pool, {"name": "Esc", "repeat": 0, "rules": [{"timeout_minutes": 5, "user_ids": [b], "schedule_ids": []}]}
+    )
+    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
+    with pytest.raises(Conflict) as refused:
+        await service.edit_user(pool, admin, uuid.UUID(b), {"active": False})
+    assert "schedule Rota" in str(refused.value) and "policy Esc" in str(refused.value)
+
+    await service.replace_schedule(pool, schedule.id, weekly("Rota", [a]), NOW)
+    with pytest.raises(Conflict) as still:
+        await service.edit_user(pool, admin, uuid.UUID(b), {"active": False})
+    assert "schedule Rota" not in str(still.value) and "policy Esc" in str(still.value)
+
+    (c,) = await people(pool, 1)
+    assert not (await service.edit_user(pool, admin, uuid.UUID(c), {"active": False})).active
+    with pytest.raises(InvalidInput) as bad:
+        await service.create_schedule(pool, weekly("Ghost", [a, c]), NOW)
+    assert bad.value.field == "layers.0.users"

@@ -49,7 +49,7 @@ def new_policy(
             raise InvalidInput(f"rules.{i}.timeout_minutes", f"timeout must be 1 to {MAX_TIMEOUT_MINUTES} minutes")
         unknown_users = [str(u) for u in rule.user_ids if u not in known_users]
         if unknown_users:
-            raise InvalidInput(f"rules.{i}.user_ids", f"unknown user ids: {', '.join(unknown_users)}")
+            raise InvalidInput(f"rules.{i}.user_ids", f"unknown or deactivated user ids: {', '.join(unknown_users)}")
         unknown_schedules = [str(s) for s in rule.schedule_ids if s not in known_schedules]
         if unknown_schedules:
             raise InvalidInput(f"rules.{i}.schedule_ids", f"unknown schedule ids: {', '.join(unknown_schedules)}")
