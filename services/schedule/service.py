@@ -684,7 +684,9 @@ async def calendar_feed(pool: asyncpg.Pool, token: str, schedule_id: UUID | None
             for sch, s in found
             if s.user_id is not None
         ]
-        previous = [_entry_of(raw) for raw in await store.feed_entries(conn, feed)]
+        remembered = [_entry_of(raw) for raw in await store.feed_entries(conn, feed)]
+        previous = sorted(remembered, key=lambda e: (e.start, e.uid))
         entries = ical.reconcile(previous, current, now, window_start=start)
-        await store.replace_feed_entries(conn, feed, {e.uid: _entry_json(e) for e in entries})
+        if entries != previous:  # calendar apps poll hourly; most polls change nothing
+            await store.replace_feed_entries(conn, feed, {e.uid: _entry_json(e) for e in entries})
     return ical.render(entries, name=name, now=now)

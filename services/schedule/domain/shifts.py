@@ -271,14 +271,7 @@ class Segment(NamedTuple):
     ref: UUID | None = None  # override id or coverage request id
 
 
-Turn = tuple[datetime, datetime, UUID]
 _Span = tuple[int, int, UUID]
-
-
-def rotation_turns(layer: Layer, zone: ZoneInfo, start: datetime, end: datetime) -> list[Turn]:
-    """The rotation's turns (UTC start, UTC end, user) overlapping [start, end), before restrictions."""
-    turns = _turn_spans(layer, LocalClock(zone), to_us(start), to_us(end))
-    return [(from_us(a), from_us(b), u) for a, b, u in turns]
 
 
 def _turn_spans(layer: Layer, clock: LocalClock, start: int, end: int) -> list[_Span]:
@@ -378,12 +371,6 @@ class Schedule:
 
     def user_ids(self) -> set[UUID]:
         return {u for layer in self.layers for u in layer.users} | {s.user_id for s in self.shifts}
-
-
-def base_segments(schedule: Schedule, start: datetime, end: datetime) -> list[Segment]:
-    """The schedule's own shifts in [start, end), before overrides and coverage."""
-    pieces = _base_pieces(schedule, to_us(start), to_us(end))
-    return [Segment(from_us(p[0]), from_us(p[1]), p[3], p[4], p[5], p[6]) for p in pieces]
 
 
 # (start, end, priority, user, source, layer, ref): a piece of someone's time, with how strongly it holds
