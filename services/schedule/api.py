@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -14,7 +14,7 @@ from services.schedule.domain import EMAIL_PATTERN, LANGUAGE_PATTERN, Team, User
 from services.schedule.domain.policies import Policy, SupportHours
 from services.schedule.domain.shifts import WEEKDAYS, Cover, Schedule, Segment, Window, gaps_of, shifts_of
 from shared.http import Api, Page, json_response, parse_param, principal, read_json, read_query
-from shared.messages import E164, PolicyRule, Role, Source, WeeklyWindow
+from shared.messages import E164, PolicyRule, Role, Source, WeeklyWindow, utcnow
 from shared.runtime import POOL
 
 Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN, examples=["ada@example.com"])]
@@ -309,10 +309,6 @@ class OverrideOut(BaseModel):
                    coverage_request_id=c.coverage_request_id, created_by=c.created_by)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _span(request: web.Request) -> tuple[datetime, datetime]:
     span = read_query(request, Span)
     return span.from_, span.to
@@ -332,7 +328,7 @@ async def _schedule_timeline(request: web.Request) -> list[Segment]:
 async def create_schedule(request: web.Request) -> web.Response:
     principal(request).require("admin")
     body = await read_json(request, ScheduleIn)
-    schedule = await service.create_schedule(request.app[POOL], body.model_dump(mode="json"), _now())
+    schedule = await service.create_schedule(request.app[POOL], body.model_dump(mode="json"), utcnow())
     return json_response(ScheduleOut.of(schedule), status=201)
 
 
@@ -360,7 +356,7 @@ async def replace_schedule(request: web.Request) -> web.Response:
     principal(request).require("admin")
     schedule_id = parse_param(request, "schedule_id", UUID)
     body = await read_json(request, ScheduleIn)
-    schedule = await service.replace_schedule(request.app[POOL], schedule_id, body.model_dump(mode="json"), _now())
+    schedule = await service.replace_schedule(request.app[POOL], schedule_id, body.model_dump(mode="json"), utcnow())
     return json_response(ScheduleOut.of(schedule))
 
 
@@ -389,7 +385,7 @@ async def schedule_gaps(request: web.Request) -> web.Response:
 )
 async def schedule_on_call(request: web.Request) -> web.Response:
     schedule_id = parse_param(request, "schedule_id", UUID)
-    at = read_query(request, At).at or _now()
+    at = read_query(request, At).at or utcnow()
     segment = await service.on_call(request.app[POOL], schedule_id, at)
     return json_response(OnCallOut(schedule_id=schedule_id, at=at, user_id=segment.user_id, shift=ShiftOut.of(segment)))
 
@@ -418,7 +414,7 @@ async def add_override(request: web.Request) -> web.Response:
     schedule_id = parse_param(request, "schedule_id", UUID)
     body = await read_json(request, OverrideIn)
     cover = await service.add_override(
-        request.app[POOL], actor, schedule_id, body.user_id, body.start, body.end, _now()
+        request.app[POOL], actor, schedule_id, body.user_id, body.start, body.end, utcnow()
     )
     return json_response(OverrideOut.of(cover), status=201)
 
@@ -443,7 +439,7 @@ async def remove_override(request: web.Request) -> web.Response:
     actor.require_writer()
     schedule_id = parse_param(request, "schedule_id", UUID)
     override_id = parse_param(request, "override_id", UUID)
-    await service.remove_override(request.app[POOL], actor, schedule_id, override_id, _now())
+    await service.remove_override(request.app[POOL], actor, schedule_id, override_id, utcnow())
     return web.Response(status=204)
 
 
@@ -527,7 +523,7 @@ async def replace_policy(request: web.Request) -> web.Response:
 )
 async def policy_on_call(request: web.Request) -> web.Response:
     policy_id = parse_param(request, "policy_id", UUID)
-    at = read_query(request, At).at or _now()
+    at = read_query(request, At).at or utcnow()
     _, steps = await service.policy_on_call(request.app[POOL], policy_id, at)
     out = [StepOut(rule=s.rule, timeout_minutes=s.timeout_minutes, responders=list(s.responders)) for s in steps]
     return json_response(PolicyOnCallOut(policy_id=policy_id, at=at, steps=out))
@@ -605,7 +601,7 @@ async def replace_support_hours(request: web.Request) -> web.Response:
 )
 async def inside_support_hours(request: web.Request) -> web.Response:
     hours_id = parse_param(request, "support_hours_id", UUID)
-    at = read_query(request, At).at or _now()
+    at = read_query(request, At).at or utcnow()
     hours = await service.get_support_hours(request.app[POOL], hours_id)
     return json_response(InsideOut(support_hours_id=hours_id, at=at, inside=hours.inside(at)))
 
@@ -642,7 +638,7 @@ async def issue_calendar_token(request: web.Request) -> web.Response:
 @api.route("GET", "/ical/{token}/my-shifts.ics", summary="iCalendar feed of the token owner's shifts")
 async def my_shifts_feed(request: web.Request) -> web.Response:
     """Final shifts of the token's user across all schedules, 15 days back to 180 days ahead."""
-    body = await service.calendar_feed(request.app[POOL], request.match_info["token"], None, _now())
+    body = await service.calendar_feed(request.app[POOL], request.match_info["token"], None, utcnow())
     return web.Response(body=body, content_type=ICS, charset="utf-8")
 
 
@@ -653,5 +649,5 @@ async def my_shifts_feed(request: web.Request) -> web.Response:
 async def schedule_feed(request: web.Request) -> web.Response:
     """Final shifts of one schedule, 15 days back to 180 days ahead."""
     schedule_id = parse_param(request, "schedule_id", UUID)
-    body = await service.calendar_feed(request.app[POOL], request.match_info["token"], schedule_id, _now())
+    body = await service.calendar_feed(request.app[POOL], request.match_info["token"], schedule_id, utcnow())
     return web.Response(body=body, content_type=ICS, charset="utf-8")

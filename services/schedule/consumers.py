@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from services.schedule import service
-from shared.messages import CoverageRequestAccepted, CoverageRequestRevoked
+from shared.messages import CoverageRequestAccepted, CoverageRequestRevoked, utcnow
 from shared.runtime import Service
 from shared.topics import COVERAGE_REQUESTS
 
@@ -14,7 +12,7 @@ def register(svc: Service) -> None:
     @svc.subscriber(COVERAGE_REQUESTS)
     async def on_coverage_request(event: CoverageRequestAccepted | CoverageRequestRevoked) -> None:
         """Apply an accepted coverage request (all shifts or none) or revert a revoked one; answer either way."""
-        now = datetime.now(UTC)
+        now = utcnow()
         if isinstance(event, CoverageRequestAccepted):
             await service.apply_coverage(svc.pool, event, now)
         else:

@@ -1,10 +1,9 @@
 """Process entry point: `python -m services.schedule.main`."""
 
-from datetime import UTC, datetime
-
 from services.schedule import consumers, service
 from services.schedule.api import api
 from services.schedule.settings import Settings
+from shared.messages import utcnow
 from shared.runtime import Service
 from shared.topics import COVERAGE_OUTCOMES, COVERAGE_REQUESTS, POLICIES, SUPPORT_HOURS, TEAMS, TIMELINES, USERS
 
@@ -22,7 +21,7 @@ def build(settings: Settings | None = None) -> Service:
     @svc.every(settings.timeline_refresh_interval_s, "timeline-horizon")
     async def roll_timelines() -> int:
         """Extend every timeline whose horizon runs short (a new day entering the 62-day window)."""
-        return await service.refresh_timelines(svc.pool, datetime.now(UTC))
+        return await service.refresh_timelines(svc.pool, utcnow())
 
     return svc
 
