@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from shared.auth import issue_dev_token
+from shared.services import DEFAULT_PORTS, SERVICE_NAMES
 from shared.settings import DEV_JWT_SECRET
 from tools import infra
 from tools.procs import (
     REPO_ROOT,
-    SERVICE_PORTS,
-    SERVICES,
     ProcessError,
     ServiceProcess,
     apply_migrations,
@@ -98,7 +97,7 @@ def _save_records(run_dir: Path, records: dict[str, ServiceRecord]) -> None:
 
 
 def _port_for(name: str, record: ServiceRecord | None) -> int:
-    preferred = record.port if record else SERVICE_PORTS[name]
+    preferred = record.port if record else DEFAULT_PORTS[name]
     return infra.free_port() if infra.port_in_use(preferred) else preferred
 
 
@@ -107,7 +106,7 @@ def _services_up(run_dir: Path, env: dict[str, str], broker_kind: str) -> dict[s
     started_with = {**env, "broker": broker_kind}
     records = _load_records(run_dir)
     procs: dict[str, ServiceProcess] = {}
-    for name in SERVICES:
+    for name in SERVICE_NAMES:
         record = records.get(name)
         running = record.attach() if record else None
         if running is not None and record is not None and record.started_with == started_with:
@@ -233,7 +232,7 @@ def status(run_dir: Path) -> int:
     """Print broker, PostgreSQL and each service: up/down, pid, address."""
     rows = infra.status(run_dir)
     records = _load_records(run_dir)
-    for name in SERVICES:
+    for name in SERVICE_NAMES:
         record = records.get(name)
         proc = record.attach() if record else None
         if record is None or proc is None:
@@ -246,7 +245,7 @@ def status(run_dir: Path) -> int:
 
 
 def _log_paths(run_dir: Path) -> dict[str, Path]:
-    paths = {name: run_dir / "logs" / f"{name}.log" for name in SERVICES}
+    paths = {name: run_dir / "logs" / f"{name}.log" for name in SERVICE_NAMES}
     paths["postgres"] = run_dir / "postgres.log"
     for kind in infra.BROKER_KINDS:
         if (run_dir / f"{kind}.log").exists():

@@ -17,11 +17,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from shared.services import service
 from shared.settings import DEV_JWT_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICE_PORTS: dict[str, int] = {"schedule": 8081, "coverage": 8082, "callrouter": 8083, "notifier": 8084}
-SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
 
 
 class ProcessError(RuntimeError):
@@ -226,7 +225,7 @@ class ServiceProcess(OsProcess):
 
 def service_module(name: str) -> str:
     """The module a service runs as: `services.<name>.main`."""
-    return f"services.{name}.main"
+    return service(name).module
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -262,10 +261,9 @@ def start_service(name: str, *, env: Mapping[str, str], port: int, log_path: Pat
 
     Returns at once; call `wait_ready()` before using it.
     """
-    if name not in SERVICE_PORTS:
-        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    module = service_module(name)  # ValueError for an unknown name
     popen = _popen_in_session(
-        [sys.executable, "-m", service_module(name)], log_path=log_path, env=service_env(env, port), cwd=REPO_ROOT
+        [sys.executable, "-m", module], log_path=log_path, env=service_env(env, port), cwd=REPO_ROOT
     )
     return ServiceProcess(name, port, log_path, popen.pid, popen)
 

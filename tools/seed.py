@@ -5,7 +5,7 @@ schedule's public API like any client would, so the events flow to the other ser
 Idempotent: people are found by e-mail and everything else by name, so a second run creates nothing.
 Writes `<run dir>/seed.json` (ids used by `make token` and printed examples).
 
-Env: SCHEDULE_URL (default http://127.0.0.1:8081), JWT_SECRET, ONCALL_RUN_DIR (default .run).
+Env: SCHEDULE_URL (default: schedule's default port on 127.0.0.1), JWT_SECRET, ONCALL_RUN_DIR (default .run).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from shared.auth import issue_dev_token
+from shared.services import DEFAULT_PORTS
 from shared.settings import ServiceSettings
 
 PEOPLE = [
@@ -139,7 +140,7 @@ async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    schedule_url = os.environ.get("SCHEDULE_URL", "http://127.0.0.1:8081")
+    schedule_url = os.environ.get("SCHEDULE_URL", f"http://127.0.0.1:{DEFAULT_PORTS['schedule']}")
     secret = os.environ.get("JWT_SECRET") or ServiceSettings().jwt_secret.get_secret_value()
     out = Path(os.environ.get("ONCALL_RUN_DIR", ".run")) / "seed.json"
     try:

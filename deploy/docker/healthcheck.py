@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.request
 
-DEFAULT_PORTS = {"schedule": 8081, "coverage": 8082, "callrouter": 8083, "notifier": 8084}
+from shared.services import DEFAULT_PORTS  # the image's venv has the project installed
 
 
 def candidate_ports() -> list[int]:

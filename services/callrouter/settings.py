@@ -1,6 +1,7 @@
+from shared.services import CALLROUTER
 from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "callrouter"
-    http_port: int = 8083
+    service_name: str = CALLROUTER.name
+    http_port: int = CALLROUTER.port

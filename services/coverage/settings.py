@@ -1,6 +1,7 @@
+from shared.services import COVERAGE
 from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "coverage"
-    http_port: int = 8082
+    service_name: str = COVERAGE.name
+    http_port: int = COVERAGE.port

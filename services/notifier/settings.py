@@ -1,6 +1,7 @@
+from shared.services import NOTIFIER
 from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "notifier"
-    http_port: int = 8084
+    service_name: str = NOTIFIER.name
+    http_port: int = NOTIFIER.port
