@@ -1,23 +1,34 @@
 """Test infrastructure: a real Kafka-protocol broker and a real PostgreSQL, started here unless given.
 
-`KAFKA_BOOTSTRAP` and `DATABASE_URL` point the suite at external ones; otherwise Tansu and a throwaway
-PostgreSQL cluster start on free ports for the session and stop afterwards. Nothing is ever skipped for
-want of them: if they cannot start, the suite fails.
+`KAFKA_BOOTSTRAP` and `DATABASE_URL` point the suite at external ones. Otherwise, by `TEST_INFRA`:
+- `local` (default): Tansu and a throwaway PostgreSQL cluster from the local binaries (tools.infra);
+- `containers`: Apache Kafka and PostgreSQL in the images docker-compose.yml runs, via testcontainers.
+Either starts on free ports for the session and stops afterwards. Nothing is ever skipped for want of them:
+if they cannot start, or TEST_INFRA=containers finds no Docker engine, the run fails.
+
+Tier markers are given here, from the fixtures a test uses, so they cannot drift: `integration` on every
+test that uses `infra` (directly or through `db`, `stack`, `processes`, `isolated_infra`...), `e2e` on every
+test that starts services as processes, `api` on tests/api. A test under tests/unit that uses `infra` stops
+the run at collection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
 
 from shared.auth import issue_dev_token
+from shared.services import SERVICE_NAMES
 from shared.settings import ServiceSettings
 from tools import infra as local
 from tools.procs import ServiceProcess, apply_migrations, start_service
@@ -25,6 +36,47 @@ from tools.procs import ServiceProcess, apply_migrations, start_service
 # Short sessions make Tansu's group joins (about half the session timeout) quick.
 SESSION_TIMEOUT_MS = "6000"
 JWT_SECRET = ServiceSettings().jwt_secret.get_secret_value()
+BACKEND = pytest.StashKey[local.InfraBackend]()
+# Fixtures that start service processes: a test using one is end-to-end.
+PROCESS_FIXTURES = frozenset({"stack", "processes"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.stash[BACKEND] = local.select_test_infra()
+    except local.InfraError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def in_tier(path: Path, tier: str) -> bool:
+    """Whether `path` lies under tests/<tier>/."""
+    return any(parent == "tests" and child == tier for parent, child in pairwise(path.parts))
+
+
+def tier_markers(path: Path, fixturenames: Iterable[str]) -> list[str]:
+    """The tier markers a test at `path` using `fixturenames` (their closure) gets."""
+    names = set(fixturenames)
+    markers = ["integration"] if "infra" in names else []
+    if names & PROCESS_FIXTURES:
+        markers.append("e2e")
+    if in_tier(path, "api"):
+        markers.append("api")
+    return markers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
+    for item in items:
+        fixturenames = getattr(item, "fixturenames", ())
+        for marker in tier_markers(item.path, fixturenames):
+            item.add_marker(marker)
+        if in_tier(item.path, "unit") and "infra" in fixturenames:
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests/unit is pure and fast, but these use the broker/database fixture `infra` (directly or through "
+            "another fixture); move them to tests/api, tests/integration or tests/e2e:\n  " + "\n  ".join(misplaced)
+        )
 
 
 @dataclass
@@ -32,6 +84,7 @@ class Infra:
     database_url: str
     kafka_bootstrap: str
     run_dir: Path
+    backend: local.InfraBackend = "local"
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -51,25 +104,42 @@ def run_dir() -> Iterator[Path]:
         yield Path(path)
 
 
-@pytest.fixture(scope="session")
-def infra(run_dir: Path) -> Iterator[Infra]:
-    started: list[local.Postgres | local.Broker] = []
+@contextlib.contextmanager
+def session_infra(run_dir: Path, backend: local.InfraBackend) -> Iterator[Infra]:
+    """Broker and database for a test session: the environment's if given, else started on `backend`."""
+    stops: list[Callable[[], None]] = []
     database_url = os.environ.get("DATABASE_URL")
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
     try:
         if not database_url:
-            pg = local.start_postgres(run_dir / "pg", fast=True)
-            started.append(pg)
-            database_url = pg.url
+            if backend == "containers":
+                pg_container = local.start_postgres_container()
+                stops.append(pg_container.stop)
+                database_url = pg_container.url
+            else:
+                pg = local.start_postgres(run_dir / "pg", fast=True)
+                stops.append(pg.stop)
+                database_url = pg.url
         if not bootstrap:
-            broker = local.start_tansu(run_dir / "tansu")
-            started.append(broker)
-            bootstrap = broker.bootstrap
+            if backend == "containers":
+                kafka = local.start_kafka_container()
+                stops.append(kafka.remove)
+                bootstrap = kafka.bootstrap
+            else:
+                broker = local.start_tansu(run_dir / "tansu")
+                stops.append(broker.stop)
+                bootstrap = broker.bootstrap
         apply_migrations(database_url)
-        yield Infra(database_url, bootstrap, run_dir)
+        yield Infra(database_url, bootstrap, run_dir, backend)
     finally:
-        for component in reversed(started):
-            component.stop()
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest.fixture(scope="session")
+def infra(run_dir: Path, request: pytest.FixtureRequest) -> Iterator[Infra]:
+    with session_infra(run_dir, request.config.stash[BACKEND]) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +194,7 @@ class Stack:
 def stack(infra: Infra) -> Iterator[Stack]:
     procs = Processes(infra)
     try:
-        services = {name: procs.start(name, wait=False) for name in ("schedule", "coverage", "callrouter", "notifier")}
+        services = {name: procs.start(name, wait=False) for name in SERVICE_NAMES}
         for proc in services.values():
             proc.wait_ready(timeout=90)
         yield Stack(services)
@@ -138,7 +208,7 @@ def token(user_id: str | uuid.UUID, role: str = "admin") -> dict[str, str]:
 
 @dataclass
 class IsolatedInfra(Infra):
-    broker: local.Broker | None = None
+    broker: local.Broker | local.KafkaInContainer | None = None
 
 
 async def _create_database(admin_url: str, name: str) -> str:
@@ -152,15 +222,25 @@ async def _create_database(admin_url: str, name: str) -> str:
 
 @pytest.fixture
 async def isolated_infra(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[IsolatedInfra]:
-    """A database and a broker of this test's own (Tansu, or noida-db with `@pytest.mark.broker("noida")`)."""
+    """A database and a broker of this test's own: Tansu, or with `@pytest.mark.broker("noida")` one whose data
+    survives `broker.stop()` + `broker.start()` (noida-db). Under TEST_INFRA=containers both are an Apache Kafka
+    container: Kafka keeps its log across a container stop/start, which is all that noida is asked for here."""
     marker = request.node.get_closest_marker("broker")
-    kind = marker.args[0] if marker else "tansu"
+    kind = cast(local.BrokerKind, marker.args[0] if marker else "tansu")
+    if kind not in local.BROKER_KINDS:
+        raise ValueError(f"@pytest.mark.broker({kind!r}): one of {', '.join(local.BROKER_KINDS)}")
     name = f"t_{uuid.uuid4().hex[:10]}"
     database_url = await _create_database(infra.database_url, name)
     apply_migrations(database_url)
     broker_dir = infra.run_dir / name
-    broker = local.start_broker(kind, broker_dir)
+    broker: local.Broker | local.KafkaInContainer
+    if infra.backend == "containers":
+        broker = local.start_kafka_container()
+        dispose = broker.remove
+    else:
+        broker = local.start_broker(kind, broker_dir)
+        dispose = broker.stop
     try:
-        yield IsolatedInfra(database_url, broker.bootstrap, broker_dir, broker)
+        yield IsolatedInfra(database_url, broker.bootstrap, broker_dir, infra.backend, broker)
     finally:
-        broker.stop()
+        dispose()

@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -584,6 +584,178 @@ def start_noida(run_dir: Path, port: int | None = None) -> Broker:
 def start_broker(kind: BrokerKind, run_dir: Path, port: int | None = None) -> Broker:
     """`start_tansu` or `start_noida` by name."""
     return new_broker(kind, run_dir, port).start()
+
+
+# ------------------------------------------------------------------ containers (TEST_INFRA=containers)
+
+InfraBackend = Literal["local", "containers"]
+INFRA_BACKENDS: tuple[str, ...] = get_args(InfraBackend)
+COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+
+
+def docker_problem() -> str | None:
+    """None when a Docker engine answers a ping; otherwise why it does not."""
+    try:
+        import docker
+    except ImportError:
+        return "the Python package `docker` is not installed (it comes with testcontainers: make venv)"
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # the SDK raises DockerException, requests' and OS errors alike
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def select_test_infra(
+    environ: Mapping[str, str] | None = None, docker_check: Callable[[], str | None] | None = None
+) -> InfraBackend:
+    """What the test session runs on, from TEST_INFRA: `local` (default: the binaries above) or `containers`
+    (testcontainers, the images of docker-compose.yml). `containers` without a Docker engine is an error,
+    never a quiet fall-back to the local binaries or a skipped test."""
+    value = (os.environ if environ is None else environ).get("TEST_INFRA", "").strip() or "local"
+    if value not in INFRA_BACKENDS:
+        raise InfraError(f"TEST_INFRA={value!r} is not one of {', '.join(INFRA_BACKENDS)}")
+    if value == "containers":
+        problem = (docker_check or docker_problem)()
+        if problem is not None:
+            raise InfraError(
+                f"TEST_INFRA=containers needs a Docker engine, and none answers ({problem}). Start Docker or "
+                "point DOCKER_HOST at one; or unset TEST_INFRA to test on the local broker and PostgreSQL."
+            )
+    return cast(InfraBackend, value)
+
+
+def compose_image(service: str, compose_file: Path = COMPOSE_FILE) -> str:
+    """The image docker-compose.yml runs for `service`, so that containers test against the same versions."""
+    import yaml
+
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    try:
+        return str(services[service]["image"])
+    except KeyError as exc:
+        raise InfraError(f"{compose_file} names no image for service {service!r}") from exc
+
+
+@dataclass
+class PostgresInContainer:
+    """PostgreSQL in the docker-compose image; user, password and database `oncall`."""
+
+    container: Any
+    url: str
+
+    def stop(self) -> None:
+        """Stop and remove the container (its data goes with it)."""
+        self.container.stop()
+
+
+def start_postgres_container() -> PostgresInContainer:
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the community/ split
+        from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer(
+        compose_image("postgres"), username=DB_USER, password=DB_USER, dbname=DB_NAME, driver=None
+    )
+    container.start()
+    return PostgresInContainer(container, container.get_connection_url(driver=None))
+
+
+def _kafka_container_class() -> type[Any]:
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:  # testcontainers before the community/ split
+        from testcontainers.kafka import KafkaContainer
+
+    class ApacheKafkaContainer(KafkaContainer):
+        """KafkaContainer drives the scripts of Confluent's image; docker-compose.yml runs `apache/kafka`, whose
+        scripts live in /etc/kafka/docker. Single node, KRaft, configured like docker-compose.yml. The host port
+        is fixed before the start, so the advertised address stays right after `docker stop` + `docker start`."""
+
+        def __init__(self, image: str, host_port: int) -> None:
+            super().__init__(image, wait_strategy_check_string=r".*Kafka Server started.*")
+            self.with_bind_ports(self.port, host_port)
+            self.host_port = host_port
+            for key, value in {
+                "CLUSTER_ID": self.cluster_id,
+                "KAFKA_NODE_ID": "1",
+                "KAFKA_PROCESS_ROLES": "broker,controller",
+                "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9094",
+                "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+                "KAFKA_LISTENERS": f"{self.listeners},CONTROLLER://0.0.0.0:9094",
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": f"{self.security_protocol_map},CONTROLLER:PLAINTEXT",
+                "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
+                "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+                "KAFKA_DEFAULT_REPLICATION_FACTOR": "1",
+                "KAFKA_MIN_INSYNC_REPLICAS": "1",
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "true",
+                "KAFKA_NUM_PARTITIONS": "3",
+            }.items():
+                self.with_env(key, value)
+
+        def configure(self) -> None:
+            """Everything is in the environment already; the Confluent-specific boot steps do not apply."""
+
+        def tc_start(self) -> None:
+            advertised = f"{self.listener_name}://{self.get_container_host_ip()}:{self.host_port}"
+            script = f"export KAFKA_ADVERTISED_LISTENERS={advertised},BROKER://$(hostname -i | cut -d' ' -f1):9092\n"
+            self.create_file((script + "exec /etc/kafka/docker/run\n").encode(), self.TC_START_SCRIPT)
+
+    return ApacheKafkaContainer
+
+
+@dataclass
+class KafkaInContainer:
+    """Apache Kafka in the docker-compose image. Its log lives in the container, so `stop()` + `start()`
+    (docker stop / docker start) keep topics, messages and committed offsets, like noida-db's restart."""
+
+    container: Any
+    host: str
+    port: int
+    kind: str = "kafka"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        wrapped = self.container.get_wrapped_container()
+        wrapped.reload()
+        return bool(wrapped.status == "running")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the container, keeping it and its data (docker stop)."""
+        self.container.get_wrapped_container().stop(timeout=int(timeout))
+
+    def start(self, timeout: float = 90.0) -> KafkaInContainer:
+        """Start the stopped container again on the same host port and wait for metadata."""
+        if not self.alive:
+            self.container.get_wrapped_container().start()
+        wait_kafka(self.bootstrap, timeout, alive=lambda: self.alive)
+        return self
+
+    def restart(self, timeout: float = 90.0) -> KafkaInContainer:
+        self.stop()
+        return self.start(timeout)
+
+    def remove(self) -> None:
+        """Stop and remove the container with its data."""
+        self.container.stop()
+
+
+def start_kafka_container(timeout: float = 90.0) -> KafkaInContainer:
+    port = free_port()
+    container = _kafka_container_class()(compose_image("kafka"), port)
+    container.start(timeout=int(timeout))
+    broker = KafkaInContainer(container, container.get_container_host_ip(), port)
+    wait_kafka(broker.bootstrap, timeout, alive=lambda: broker.alive)
+    return broker
 
 
 # ------------------------------------------------------------------------------------ the whole set
