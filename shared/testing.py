@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from unittest import mock
 
+import aiokafka.producer.message_accumulator
+import aiokafka.producer.producer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 T = TypeVar("T")
 
@@ -60,3 +64,39 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], 
             await producer.send_and_wait(topic, value, key=key, headers=headers or [])
     finally:
         await producer.stop()
+
+
+RawHeaders = Sequence[tuple[bytes | str, bytes | None]]
+
+
+class _RawHeaderKey(str):
+    """A header key whose wire bytes are given as they are, valid UTF-8 or not."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> _RawHeaderKey:
+        key = super().__new__(cls, raw.decode(errors="replace"))
+        key.raw = raw
+        return key
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+async def produce_raw(bootstrap: str, topic: str, items: Sequence[tuple[bytes, bytes | None, RawHeaders]]) -> None:
+    """Write records whose header keys and values are arbitrary bytes (or null values), as a foreign or buggy
+    producer could; aiokafka's own producer only writes UTF-8 keys, so its pure-Python batch builder is used
+    with keys that encode to the given bytes."""
+    builder = _DefaultRecordBatchBuilderPy
+    with (
+        mock.patch.object(aiokafka.producer.producer, "DefaultRecordBatchBuilder", builder),
+        mock.patch.object(aiokafka.producer.message_accumulator, "DefaultRecordBatchBuilder", builder),
+    ):
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+        await producer.start()
+        try:
+            for key, value, headers in items:
+                wire = [(_RawHeaderKey(k) if isinstance(k, bytes) else k, v) for k, v in headers]
+                await producer.send_and_wait(topic, value, key=key, headers=wire)
+        finally:
+            await producer.stop()
