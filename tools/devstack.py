@@ -42,7 +42,8 @@ from tools.procs import (
 RUN_DIR = Path(os.environ.get("ONCALL_RUN_DIR", REPO_ROOT / ".run"))
 SERVICES_FILE = "services.json"
 ROLES = ("admin", "responder", "observer")
-DEFAULT_DEV_USER = "dev-admin"
+# Token subjects are user ids (UUIDs); this one stands for an admin before the seed has created one.
+DEFAULT_DEV_USER = "00000000-0000-4000-8000-00000000d0a0"
 LOCAL_SESSION_TIMEOUT_MS = "6000"
 
 
@@ -52,7 +53,7 @@ def issue_token(user: str, role: str, ttl: int = 3600) -> str:
 
 
 def dev_user(run_dir: Path = RUN_DIR) -> str:
-    """The seeded admin (run_dir/seed.json key admin_user_id) if the seed has run, else 'dev-admin'."""
+    """The seeded admin (run_dir/seed.json key admin_user_id) if the seed has run, else DEFAULT_DEV_USER."""
     try:
         seed = json.loads((run_dir / "seed.json").read_text())
         return str(seed["admin_user_id"])

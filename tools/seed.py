@@ -69,6 +69,8 @@ SCHEDULE = "Platform SRE primary"
 POLICY = "Platform SRE escalation"
 SUPPORT_HOURS = "Berlin office hours"
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+# The seed acts as an admin that is no user of the directory; token subjects must be user ids (UUIDs).
+SEED_ACTOR = "00000000-0000-4000-8000-000000005eed"
 
 
 async def ensure(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +87,7 @@ async def ensure(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -
 
 
 async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
-    headers = {"Authorization": "Bearer " + issue_dev_token(secret, "seed", "admin")}
+    headers = {"Authorization": "Bearer " + issue_dev_token(secret, SEED_ACTOR, "admin")}
     async with aiohttp.ClientSession(base_url=schedule_url, headers=headers) as http:
         async with http.get("/v1/users", params={"limit": "500"}) as resp:
             resp.raise_for_status()
