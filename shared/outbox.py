@@ -5,6 +5,10 @@ it causes commit together. The relay publishes committed rows to Kafka in id ord
 after the broker acknowledged them; a crash in between publishes a row twice, which the consumers' inbox
 absorbs. One relay per schema is active at a time (a transaction-level advisory lock), which keeps the
 per-key order even with several replicas of a service.
+
+The relay is woken by NOTIFY and polls only as a fallback. A LISTEN lives on one connection: when PostgreSQL
+restarts that connection dies silently for our purposes (no error, just no more wake-ups), so each pass
+checks it and LISTENs again on a fresh one, and a termination callback wakes the loop to do so at once.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ async def enqueue(
         meta,
     )
 
+
 class Producer(Protocol):
     async def send(
         self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
@@ -88,15 +93,18 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._channel = f"{schema}_outbox"
+        self._listener: asyncpg.Connection | None = None
 
     async def run(self) -> None:
         """Relay until `stop()`; transient failures back off and retry, nothing is dropped."""
         backoff = 0.1
-        listener = await self._listen()
         try:
             while not self._stopped.is_set():
-                # Cleared before the pass, so a NOTIFY or stop() that lands during it is not lost.
+                # Cleared before LISTEN and the pass, so a NOTIFY or stop() that lands during them is not lost;
+                # LISTEN comes first, so a row committed after the pass began still wakes the next one.
                 self._wake.clear()
+                await self._ensure_listening()
                 try:
                     while await self.publish_batch() == self._batch_size:
                         pass
@@ -107,12 +115,11 @@ class OutboxRelay:
                     await self._pause(self._stopped, backoff)
                     backoff = min(backoff * 2, self._max_backoff_s)
                     continue
-                await self._pause(self._wake, self._poll_interval_s)
+                # Without a listener only the poll would find new rows: try to LISTEN again soon instead.
+                wait = self._poll_interval_s if self._listening() else min(self._poll_interval_s, self._max_backoff_s)
+                await self._pause(self._wake, wait)
         finally:
-            if listener is not None:
-                with contextlib.suppress(Exception):
-                    await listener.remove_listener(f"{self._schema}_outbox", self._on_notify)
-                    await self._pool.release(listener)
+            await self._unlisten()
 
     @staticmethod
     async def _pause(event: asyncio.Event, seconds: float) -> None:
@@ -197,11 +204,45 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    def _on_listener_lost(self, *_: object) -> None:
+        # PostgreSQL restarted or dropped the connection: wake the loop so it listens on a new one.
+        self._wake.set()
+
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the dead connection back already
+            return False
+
+    async def _ensure_listening(self) -> None:
+        """LISTEN on a connection of its own, replacing one that died (notifications never reach a new one)."""
+        if self._listening():
+            return
+        await self._unlisten()
         try:
             conn = await self._pool.acquire()
-            await conn.add_listener(f"{self._schema}_outbox", self._on_notify)
-            return conn
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox relay cannot LISTEN; polling only", error=repr(exc))
-            return None
+        except Exception as exc:
+            log.warning("outbox relay cannot LISTEN; polling until it can", error=repr(exc))
+            return
+        try:
+            conn.add_termination_listener(self._on_listener_lost)
+            await conn.add_listener(self._channel, self._on_notify)
+        except Exception as exc:
+            log.warning("outbox relay cannot LISTEN; polling until it can", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            return
+        self._listener = conn
+        log.info("outbox relay listening", channel=self._channel)
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a dead or reclaimed connection refuses all of this
+            conn.remove_termination_listener(self._on_listener_lost)
+            await conn.remove_listener(self._channel, self._on_notify)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)

@@ -132,3 +132,65 @@ async def test_a_message_the_broker_refuses_for_good_is_parked_not_blocking(
         until=lambda rs: len([r for r in rs if r.key == str(user_id).encode()]) >= 2,
     )
     assert [json.loads(r.value)["version"] for r in records if r.key == str(user_id).encode()] == [1, 3]
+
+
+class _Recorder:
+    """A producer that acknowledges at once and remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes, headers: object) -> "asyncio.Future[None]":
+        self.keys.append(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_the_relay_listens_again_after_postgresql_restarts(infra: Infra) -> None:
+    """With a poll far longer than the test, only a NOTIFY can wake the relay: after a restart of PostgreSQL it
+    must LISTEN on a new connection, or a row enqueued afterwards waits for the next poll."""
+    from tools import infra as local
+
+    pg = await asyncio.to_thread(local.start_postgres, infra.run_dir / f"pg-{uuid.uuid4().hex[:8]}", fast=True)
+    pool: asyncpg.Pool | None = None
+    try:
+        schema = "relay"
+        await migrate(pg.url, schema, migrations_for("shared-only"))
+        pool = await create_pool(pg.url, schema)
+        producer = _Recorder()
+        relay = OutboxRelay(pool, producer, schema, poll_interval_s=300, max_backoff_s=0.5)
+        task = asyncio.create_task(relay.run())
+
+        async def listening() -> bool:
+            conn = await asyncpg.connect(pg.url)
+            try:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND pid <> pg_backend_pid()"
+                return bool(await conn.fetchval(query, f'LISTEN "{schema}_outbox"'))
+            finally:
+                await conn.close()
+
+        async def publish_one() -> None:
+            user_id = uuid.uuid4()
+            assert pool is not None
+            async with pool.acquire() as conn, conn.transaction():
+                await enqueue(conn, snapshot(user_id, 1))
+            await eventually(
+                lambda: asyncio.sleep(0, result=str(user_id).encode() in producer.keys),
+                timeout_s=20,
+                what="the NOTIFY wakes the relay (its poll is 300 s away)",
+            )
+
+        await eventually(listening, timeout_s=10, what="the relay listens")
+        await publish_one()
+
+        await asyncio.to_thread(pg.stop)
+        pg = await asyncio.to_thread(local.start_postgres, pg.run_dir, pg.port, fast=True)
+        await eventually(listening, timeout_s=20, what="the relay listens again after the restart")
+        await publish_one()
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        await asyncio.to_thread(pg.stop, delete_data=True)
