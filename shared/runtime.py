@@ -1,8 +1,20 @@
 """A service's process: pool, broker, outbox relay, web app, and an orderly stop on SIGTERM.
 
+Start-up never waits for Kafka. The signal handlers come first, then the HTTP server (the pool connects
+lazily), and only then, in a background task that retries with backoff, the topics, the outbox producer and
+relay, and the consumers joining their groups. A broker that is down, or one that keeps a killed member in a
+group so the new one waits for its assignment indefinitely (noida-db does), therefore never keeps
+`/healthz` from answering or SIGTERM from stopping the process; `/readyz` says what is still missing.
+
+Readiness: the database is required; the broker is reported only (writes wait in the outbox, webhooks must
+keep answering); each subscription is required to have joined its group once, so a replica takes traffic
+only when it also consumes. Later rebalances do not flip readiness: every replica rebalances at once, and
+taking all of them out of the load balancer for it would be an outage.
+
 Shutdown order matters for "never lose a page": stop taking HTTP (in-flight requests finish), stop the
-consumers (an unfinished message is not committed and will be redelivered), publish what the outbox still
-holds, then close the producer and the pool.
+consumers (an unfinished message is not committed and will be redelivered; a clean stop also leaves the
+group, so the next member is assigned at once), publish what the outbox still holds, then close the
+producer and the pool.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from typing import Any, Union
 
 import asyncpg
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from shared import inbox
@@ -32,6 +44,22 @@ from shared.topics import Topic
 log = get_logger(__name__)
 
 POOL = web.AppKey("pool", asyncpg.Pool)
+
+
+class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Whether one subscription's consumer has been given its assignment (possibly empty) at least once."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.joined = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not self.joined.is_set():
+            log.info("consumer joined its group", group=self.group, partitions=len(assigned))
+        self.joined.set()
 
 
 class Service:
@@ -58,6 +86,9 @@ class Service:
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
         self._job_tasks: list[asyncio.Task[None]] = []
+        self._memberships: list[_Membership] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._producer_started = False
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self.port: int | None = None
@@ -74,8 +105,11 @@ class Service:
         A group per subscription: consumers of different topics sharing one group would rebalance each other
         every time one of them joins.
         """
+        group = group or f"{self.settings.service_name}.{topic.name}"
+        membership = _Membership(group)
+        self._memberships.append(membership)
         sub: Callable[[Callable[..., Any]], Any] = self.broker.subscriber(
-            topic.name, **subscriber_options(self.settings, group or f"{self.settings.service_name}.{topic.name}")
+            topic.name, listener=membership, **subscriber_options(self.settings, group)
         )
         return sub
 
@@ -100,45 +134,95 @@ class Service:
             await asyncio.sleep(seconds)
 
     async def start(self) -> None:
+        """Open HTTP and start the background work; returns without waiting for the database or Kafka."""
         s = self.settings
-        self._pool = await create_pool(s.database_url, s.service_name, min_size=s.db_pool_min, max_size=s.db_pool_max)
-        await ensure_topics(s.kafka_bootstrap, self.topics)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
-            client_id=f"{s.service_name}-outbox",
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=2,
+        # No connection is opened here (min_size=0): the pool connects on first use, so a database that is
+        # down shows in /readyz instead of keeping the HTTP server closed.
+        self._pool = await create_pool(s.database_url, s.service_name, min_size=0, max_size=s.db_pool_max)
+        app = build_app(self.api, TokenVerifier(s))
+        app[POOL] = self._pool
+        app[READINESS].extend(
+            [
+                ("database", self._database_ready, True),
+                ("broker", self._broker_ready, False),
+                *([("consumers", self._consumers_ready, True)] if self._memberships else []),
+            ]
         )
-        await self._producer.start()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=s.shutdown_grace_s / 2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http_host, s.http_port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._job_tasks = [asyncio.create_task(self._repeat(*job), name=job[0]) for job in self._jobs]
+        self._connecting = asyncio.create_task(self._connect_kafka(), name="kafka-start")
+        log.info("service started; connecting to Kafka in the background", http=f"http://{s.http_host}:{self.port}")
+
+    async def _connect_kafka(self) -> None:
+        s = self.settings
+        await self._retry("create topics", lambda: ensure_topics(s.kafka_bootstrap, self.topics))
+        await self._retry("start the outbox producer", self._start_producer)
+        assert self._producer is not None
         self._relay = OutboxRelay(
-            self._pool,
+            self.pool,
             self._producer,
             s.service_name,
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
-        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
-        self._job_tasks = [asyncio.create_task(self._repeat(*job), name=job[0]) for job in self._jobs]
-        await self.broker.start()  # subscribers join their groups here
-        app = build_app(self.api, TokenVerifier(s))
-        app[POOL] = self._pool
-        app[READINESS].extend([("database", self._database_ready, True), ("broker", self._broker_ready, False)])
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=s.shutdown_grace_s / 2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, s.http_host, s.http_port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        log.info("service started", http=f"http://{s.http_host}:{self.port}")
+        await self._retry("start the consumers", self._start_consumers)
+
+    async def _start_producer(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.settings.service_name}-outbox",
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=2,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+        self._producer_started = True
+
+    async def _start_consumers(self) -> None:
+        try:
+            await self.broker.start()  # subscribers join their groups here; on noida this can wait for ever
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise
+        log.info("consumers started")
+
+    @staticmethod
+    async def _retry(what: str, attempt: Callable[[], Awaitable[object]], max_backoff_s: float = 10.0) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await attempt()
+                return
+            except Exception as exc:
+                log.warning(f"cannot {what} yet; retrying", error=repr(exc), backoff_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
 
     async def stop(self) -> None:
-        """Drain and close everything in the order that loses nothing."""
+        """Drain and close everything in the order that loses nothing; safe at any stage of start-up."""
         self._stopping = True
+        grace = self.settings.shutdown_grace_s
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connecting
         if self._runner is not None:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):
-            await self.broker.stop()
+            await asyncio.wait_for(self.broker.stop(), grace / 2)
         for task in [*self._job_tasks, *([self._housekeeping_task] if self._housekeeping_task else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -148,14 +232,18 @@ class Service:
             with contextlib.suppress(Exception):
                 await self._relay_task
             try:
-                sent = await self._relay.flush(timeout_s=self.settings.shutdown_grace_s / 2)
+                sent = await self._relay.flush(timeout_s=grace / 2)
                 log.info("outbox flushed on shutdown", published=sent)
             except Exception as exc:
                 log.warning("outbox not fully flushed; rows stay for the next start", error=repr(exc))
-        if self._producer is not None:
-            await self._producer.stop()
+        if self._producer is not None and self._producer_started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), grace / 4)
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), grace / 4)
+            except Exception:
+                self._pool.terminate()
         log.info("service stopped")
 
     async def _housekeeping(self, every_s: float = 3600.0) -> None:
@@ -179,16 +267,32 @@ class Service:
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("Kafka broker unreachable")
 
+    async def _consumers_ready(self) -> None:
+        waiting = [m.group for m in self._memberships if not m.joined.is_set()]
+        if waiting:
+            raise RuntimeError(f"joining: {', '.join(waiting)}")
+
     async def serve_forever(self) -> None:
-        """Start, wait for SIGTERM or SIGINT, stop."""
-        configure_logging(self.settings.service_name, self.settings.log_level, self.settings.log_format)
+        """Start, wait for SIGTERM or SIGINT, stop. A signal during start-up cancels it and stops at once."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await stop.wait()
+        configure_logging(self.settings.service_name, self.settings.log_level, self.settings.log_format)
+        starting = asyncio.create_task(self.start(), name="start")
+        stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done() and starting.exception() is not None:
+            stopping.cancel()
+            log.error("start-up failed", error=repr(starting.exception()))
+            await self.stop()
+            raise starting.exception()  # type: ignore[misc]
+        if not stopping.done():
+            await stopping
         log.info("stop requested")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
         await self.stop()
 
     def run(self) -> None:
