@@ -21,7 +21,7 @@ async def get(process: ServiceProcess, path: str) -> tuple[int, Any] | None:
     try:
         async with aiohttp.ClientSession() as http, http.get(process.base_url + path, timeout=2) as resp:
             return resp.status, await resp.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
 
 
