@@ -10,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast, get_args
+from uuid import UUID
 
 import jwt
 
+from shared.messages import Role
 from shared.settings import ServiceSettings
 
-Role = Literal["admin", "responder", "observer"]
-ROLES: tuple[str, ...] = get_args(Role)
+ROLES: tuple[Role, ...] = get_args(Role)
+# Who may call a route, declared once per route (shared.http.Api.route). PUBLIC routes take no token.
+ANYONE: tuple[Role, ...] = ROLES
+WRITERS: tuple[Role, ...] = ("admin", "responder")
+ADMINS: tuple[Role, ...] = ("admin",)
+PUBLIC: tuple[Role, ...] = ()
 
 
 class AuthError(Exception):
@@ -30,7 +36,9 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    user_id: str
+    """The caller: `user_id` is the token's `sub`, always a UUID, so ids compare as UUIDs whatever their case."""
+
+    user_id: UUID
     role: Role
 
     @property
@@ -41,13 +49,10 @@ class Principal:
         if self.role not in roles:
             raise Forbidden(f"role '{self.role}' may not do this; needs one of {', '.join(roles)}")
 
-    def require_self_or_admin(self, user_id: object) -> None:
-        if not self.is_admin and str(user_id) != self.user_id:
+    def require_self_or_admin(self, user_id: UUID) -> None:
+        """The one ownership rule: a non-admin acts only for themself."""
+        if not self.is_admin and user_id != self.user_id:
             raise Forbidden("a non-admin may act only for themself")
-
-    def require_writer(self) -> None:
-        if self.role == "observer":
-            raise Forbidden("observers have read-only access")
 
 
 class TokenVerifier:
@@ -87,24 +92,31 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
-        except jwt.InvalidTokenError as exc:
+        except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         role = claims.get("role")
         if role not in ROLES:
             raise AuthError(f"token role must be one of {', '.join(ROLES)}")
-        return Principal(user_id=str(claims["sub"]), role=cast(Role, role))
+        try:
+            user_id = UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise AuthError("token subject (sub) must be a user id (UUID)") from exc
+        return Principal(user_id=user_id, role=cast(Role, role))
 
 
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise AuthError("missing Authorization header")
+    # aiohttp hands undecodable header bytes over as surrogates; a token is printable ASCII or nothing.
+    if not authorization.isascii() or not authorization.isprintable():
+        raise AuthError("Authorization must be printable ASCII")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization must be 'Bearer <token>'")
     return token.strip()
 
 
-def issue_dev_token(secret: str, user_id: str, role: Role, ttl_s: int = 3600) -> str:
+def issue_dev_token(secret: str, user_id: str | UUID, role: Role, ttl_s: int = 3600) -> str:
     """An HS256 token for local use and tests; production tokens come from the identity provider."""
     now = int(time.time())
-    return jwt.encode({"sub": user_id, "role": role, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
+    return jwt.encode({"sub": str(user_id), "role": role, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")

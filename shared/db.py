@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,3 +33,18 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """One connection, one transaction: the unit of work of every use case."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+# The database cannot be reached right now (down, restarting, refusing connections, or the pool closed): the
+# caller should retry later, and nothing was changed.
+# Connection errors only, never OSError at large: a file error is a bug, not an outage.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    socket.gaierror,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+)

@@ -1,5 +1,7 @@
 """Errors domain code may raise without knowing about HTTP; the web layer maps them to problems."""
 
+from __future__ import annotations
+
 
 class InvalidInput(ValueError):
     """Input that breaks a domain rule (HTTP 422); `field` names the input at fault."""
@@ -8,12 +10,20 @@ class InvalidInput(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[str, str]]:
+        # raised in worker processes too (shared.cpu): keep both arguments across pickling
+        return (type(self), (self.field, str(self)))
+
 
 class NotFound(LookupError):
     """The entity a use case needs does not exist (HTTP 404)."""
 
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} does not exist")
+        self.what = what
+
+    def __reduce__(self) -> tuple[type[NotFound], tuple[str]]:
+        return (type(self), (self.what,))
 
 
 class Conflict(Exception):

@@ -1,8 +1,13 @@
-"""HTTP plumbing for every service: problem responses, JSON bodies, JWT, ids, health, metrics, OpenAPI.
+"""HTTP plumbing for every service: one route declaration, problem responses, JSON bodies, JWT, ids, health,
+metrics, OpenAPI.
 
-Errors are RFC 9457 problem documents (`application/problem+json`): malformed JSON is 400, a body that
-breaks the schema is 422 listing each field, missing or bad credentials 401, a wrong role 403, an unknown
-route 404.
+A route is declared once (`Api.route`): method, path, roles, body, query and path types, status and response
+model. The declaration enforces the roles, parses and validates the input, and serialises the handler's answer
+through the response model, so the handler cannot drift from the published OpenAPI document.
+
+Errors are RFC 9457 problem documents (`application/problem+json`): malformed or too deeply nested JSON is
+400, a body that is not JSON 415, input that breaks the schema 422 listing each field, missing or bad
+credentials 401, a wrong role 403, an unknown route 404, the database unreachable 503 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -11,32 +16,128 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from shared.auth import AuthError, Forbidden, Principal, TokenVerifier
+from shared.db import DATABASE_UNAVAILABLE
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.logs import CORRELATION_ID, get_logger
+from shared.messages import Role
 
 log = get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
+B = TypeVar("B")
+Q = TypeVar("Q")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 READINESS = web.AppKey("readiness", list[tuple[str, Callable[[], Awaitable[None]], bool]])
+# Called with the authenticated caller on every /v1 request; raises AuthError to refuse (e.g. a deactivated user).
+CallerCheck = Callable[[web.Application, Principal], Awaitable[None]]
+CALLER_CHECK: web.AppKey[CallerCheck] = web.AppKey("caller_check")
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"])
 PROBLEM_TYPE = "application/problem+json"
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes would drown the log
+RETRY_AFTER_S = 5
+MAX_JSON_DEPTH = 32
+
+# --- instants the API accepts --------------------------------------------------------------------------------
+# Every instant and local date-time the API takes lies in [EARLIEST, LATEST): far from datetime's own ends, so
+# no arithmetic on an accepted value (look-backs, horizons, 400-day windows) can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RANGE = f"from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}"
+# The same range said in the published schema: the year is 1970 to 2199.
+_YEAR = r"^(19[7-9]\d|2[01]\d\d)-"
+
+
+def _iso_text(pattern: re.Pattern[str], example: str) -> Callable[[Any], Any]:
+    """Only ISO 8601 text: pydantic would otherwise read numbers (and numeric strings) as Unix times."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, datetime | date):
+            return value
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"must be ISO 8601 text like {example}")
+        return value
+
+    return check
+
+
+def _in_range_utc(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie {_RANGE}")
+    return value.astimezone(UTC)
+
+
+def _local_in_range(value: datetime) -> datetime:
+    if not EARLIEST.replace(tzinfo=None) <= value < LATEST.replace(tzinfo=None):
+        raise ValueError(f"must lie {_RANGE}")
+    return value
+
+
+def _date_in_range(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError(f"must lie {_RANGE}")
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_text(_ISO_DATETIME, "2026-03-08T09:00:00Z")),
+    AfterValidator(_in_range_utc),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "pattern": _YEAR, "description": f"With a UTC offset; {_RANGE}."}
+    ),
+]
+"""An instant with its offset, read as UTC (answers always give UTC)."""
+
+LocalDateTime = Annotated[
+    NaiveDatetime,
+    BeforeValidator(_iso_text(_ISO_DATETIME, "2026-01-05T09:00:00")),
+    AfterValidator(_local_in_range),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(19[7-9]\d|2[01]\d\d)-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$",
+            "description": f"A local wall-clock date-time without offset; {_RANGE}.",
+            "examples": ["2026-01-05T09:00:00"],
+        }
+    ),
+]
+"""A wall-clock date-time in some zone named elsewhere (no offset)."""
+
+LocalDate = Annotated[
+    date,
+    BeforeValidator(_iso_text(_ISO_DATE, "2026-12-25")),
+    AfterValidator(_date_in_range),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _YEAR, "description": f"A calendar date; {_RANGE}."}),
+]
 
 
 class Problem(Exception):
@@ -55,54 +156,69 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False)
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
 
 
+def _unprocessable(detail: str, errors: list[dict[str, Any]]) -> Problem:
+    return Problem(422, "Unprocessable Content", detail, errors=errors)
+
+
+def _is_json(content_type: str) -> bool:
+    if content_type == "application/json":
+        return True
+    return content_type.startswith("application/") and content_type.endswith("+json")
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
-    """The request body as `model`: 400 if it is not JSON, 422 naming each field that breaks the schema."""
+    """The request body as `model`: 415 unless it is declared JSON, 400 if it is not JSON or nests deeper than
+    MAX_JSON_DEPTH, 422 naming each field that breaks the schema."""
+    if not _is_json(request.content_type):
+        raise Problem(415, "Unsupported Media Type", "send the body as JSON with Content-Type: application/json")
     raw = await request.read()
     try:
         data = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Problem(400, "Malformed JSON", f"request body is not valid JSON: {exc}") from exc
-    _refuse_nul(data, "")
+    except RecursionError as exc:
+        raise Problem(400, "Malformed JSON", f"request body nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    _check_tree(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Problem(
-            422, "Unprocessable Content", "request body does not match the schema", errors=validation_errors(exc)
-        ) from exc
+        raise _unprocessable("request body does not match the schema", validation_errors(exc)) from exc
 
 
-def _refuse_nul(value: Any, path: str) -> None:
-    """PostgreSQL text cannot hold U+0000; refuse it up front with the field's name instead of failing later."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                "text must not contain NUL characters",
-                errors=[{"field": path or "(body)", "message": "must not contain NUL (U+0000)", "type": "nul"}],
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, path)
-            _refuse_nul(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_nul(item, f"{path}.{i}" if path else str(i))
+def _check_tree(data: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH (400) and text holding U+0000, which PostgreSQL cannot store
+    (422 naming the field). Iterative, so no input can exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise Problem(400, "Malformed JSON", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise _unprocessable(
+                    "text must not contain NUL characters",
+                    [{"field": path or "(body)", "message": "must not contain NUL (U+0000)", "type": "nul"}],
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((key, path, depth + 1))
+                stack.append((item, f"{path}.{key}" if path else str(key), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}.{i}" if path else str(i), depth + 1) for i, item in enumerate(value))
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
     """The query string as `model`; 422 naming each parameter that breaks it."""
-    _refuse_nul(dict(request.query), "")
+    query = dict(request.query)
+    _check_tree(query)
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(query)
     except ValidationError as exc:
-        raise Problem(
-            422, "Unprocessable Content", "query parameters are invalid", errors=validation_errors(exc)
-        ) from exc
+        raise _unprocessable("query parameters are invalid", validation_errors(exc)) from exc
 
 
 class Page(BaseModel):
@@ -114,30 +230,53 @@ class Page(BaseModel):
     offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
-def parse_param(request: web.Request, name: str, kind: type[Any]) -> Any:
-    """A path or query parameter converted to `kind`; 422 naming it when it does not convert."""
-    raw = request.match_info.get(name, request.query.get(name))
-    try:
-        return TypeAdapter(kind).validate_python(raw)
-    except ValidationError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"parameter '{name}' is invalid",
-            errors=[{"field": name, "message": e["msg"], "type": e["type"]} for e in exc.errors()],
-        ) from exc
+class At(BaseModel):
+    """`?at=`: the instant to ask about; now when left out."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: Instant | None = Field(default=None, description="The instant to ask about; default now.")
 
 
-def principal(request: web.Request) -> Principal:
-    return request[PRINCIPAL]
+def _path_values(request: web.Request, adapters: Mapping[str, TypeAdapter[Any]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for name, raw in request.match_info.items():
+        adapter = adapters.get(name)
+        if adapter is None:
+            values[name] = raw
+            continue
+        try:
+            values[name] = adapter.validate_python(raw)
+        except ValidationError as exc:
+            errors += [{"field": name, "message": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
+    if errors:
+        raise _unprocessable("path parameters are invalid", errors)
+    return values
 
 
-def json_response(model: BaseModel | Sequence[BaseModel], status: int = 200) -> web.Response:
-    if isinstance(model, BaseModel):
-        text = model.model_dump_json()
-    else:
-        text = "[" + ",".join(m.model_dump_json() for m in model) + "]"
-    return web.Response(text=text, status=status, content_type="application/json")
+@dataclass(frozen=True)
+class Call(Generic[B, Q]):
+    """What a route handler gets: the caller, and its parsed, validated input."""
+
+    request: web.Request
+    caller: Principal | None
+    body: B
+    query: Q
+    path: Mapping[str, Any]
+
+    @property
+    def actor(self) -> Principal:
+        """The authenticated caller (every /v1 route has one)."""
+        if self.caller is None:
+            raise AuthError("this route needs a bearer token")
+        return self.caller
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
+
+
+RouteHandler = Callable[[Call[Any, Any]], Awaitable[Any]]
 
 
 @web.middleware
@@ -158,8 +297,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(409, "Conflict", str(exc))
     except InvalidInput as exc:
         return problem_response(
-            422, "Unprocessable Content", str(exc), errors=[{"field": exc.field, "message": str(exc)}]
+            422, "Unprocessable Content", str(exc), errors=[{"field": exc.field, "message": str(exc), "type": "rule"}]
         )
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning("database unavailable", error=repr(exc))
+        resp = problem_response(503, "Service Unavailable", "the database is unreachable; try again shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -174,8 +318,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
-    correlation_id = request.headers.get("X-Correlation-ID") or request_id
+    request_id = _header_id(request, "X-Request-ID") or str(uuid.uuid4())
+    correlation_id = _header_id(request, "X-Correlation-ID") or request_id
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     started = time.perf_counter()
     status = 500
@@ -193,13 +337,26 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+_ID_TEXT = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _header_id(request: web.Request, name: str) -> str | None:
+    """A caller-supplied id, only if it is short printable ASCII: it is echoed in headers and written to Kafka."""
+    value = request.headers.get(name)
+    return value if value and _ID_TEXT.match(value) else None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Everything under /v1/ needs a valid bearer token; health, metrics, docs and webhooks do not."""
+    """Everything under /v1/ needs a valid bearer token of a caller the service does not refuse."""
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception
     if request.path.startswith("/v1/"):
-        request[PRINCIPAL] = await request.app[VERIFIER].authenticate(request.headers.get("Authorization"))
+        caller = await request.app[VERIFIER].authenticate(request.headers.get("Authorization"))
+        check = request.app.get(CALLER_CHECK)
+        if check is not None:
+            await check(request.app, caller)
+        request[PRINCIPAL] = caller
     return await handler(request)
 
 
@@ -207,23 +364,50 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 class Operation:
     method: str
     path: str
-    handler: Handler
+    handler: RouteHandler
     summary: str
-    body: type[BaseModel] | None
-    response: Any
-    status: int
-    roles: tuple[str, ...]
+    roles: tuple[Role, ...]
+    body: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
     query: type[BaseModel] | None = None
     path_types: dict[str, Any] = field(default_factory=dict)
     conflicts: bool = False
+    media_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        protected = self.path.startswith("/v1/")
+        if protected and not self.roles:
+            raise ValueError(f"{self.method} {self.path}: a /v1 route must name the roles that may call it")
+        if not protected and self.roles:
+            raise ValueError(f"{self.method} {self.path}: only /v1 routes take a token; declare roles=PUBLIC")
+        self._paths = {name: TypeAdapter(kind) for name, kind in self.path_types.items()}
+        self._answer = TypeAdapter(self.response) if self.response is not None else None
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        caller = request.get(PRINCIPAL)
+        if self.roles:
+            assert caller is not None  # auth_middleware authenticated every /v1 request
+            caller.require(*self.roles)
+        path = _path_values(request, self._paths)
+        query = read_query(request, self.query) if self.query else None
+        body = await read_json(request, self.body) if self.body else None
+        result = await self.handler(Call(request, caller, body, query, path))
+        if isinstance(result, web.StreamResponse):
+            return result
+        if self._answer is None:
+            return web.Response(status=self.status)
+        return web.Response(body=self._answer.dump_json(result), status=self.status, content_type="application/json")
 
 
 class Api:
-    """Routes with enough metadata to publish an OpenAPI document alongside them."""
+    """A service's routes, each declared once, with enough metadata to publish an OpenAPI document."""
 
     def __init__(self, title: str, version: str, description: str = "") -> None:
         self.title, self.version, self.description = title, version, description
         self.operations: list[Operation] = []
+        # Runs for every authenticated /v1 request (e.g. refuse a user the directory knows as deactivated).
+        self.caller_check: CallerCheck | None = None
 
     def route(
         self,
@@ -231,21 +415,25 @@ class Api:
         path: str,
         *,
         summary: str,
+        roles: tuple[Role, ...],
         body: type[BaseModel] | None = None,
         response: Any = None,
         status: int = 200,
-        roles: tuple[str, ...] = ("admin", "responder", "observer"),
         query: type[BaseModel] | None = None,
         path_types: dict[str, Any] | None = None,
         conflicts: bool = False,
-    ) -> Callable[[Handler], Handler]:
-        """Register a handler; `query` and `path_types` (name -> type) document its parameters, `conflicts`
-        that it may answer 409."""
+        media_type: str = "application/json",
+    ) -> Callable[[RouteHandler], RouteHandler]:
+        """Declare a route. The handler takes a `Call` (caller, body, query, path, all validated) and returns an
+        instance of `response` (serialised through it, with `status`), None for an empty answer, or a ready
+        aiohttp response (for media other than JSON). `roles` may call it (PUBLIC: no token); `conflicts` says
+        it may answer 409."""
 
-        def register(handler: Handler) -> Handler:
+        def register(handler: RouteHandler) -> RouteHandler:
             self.operations.append(
                 Operation(
-                    method, path, handler, summary, body, response, status, roles, query, path_types or {}, conflicts
+                    method, path, handler, summary, roles, body, response, status, query, path_types or {},
+                    conflicts, media_type,
                 )
             )
             return handler
@@ -254,15 +442,15 @@ class Api:
 
     def add_to(self, app: web.Application) -> None:
         for op in self.operations:
-            app.router.add_route(op.method, op.path, op.handler)
+            app.router.add_route(op.method, op.path, _handler(op))
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of these routes, schemas taken from the pydantic models."""
         components: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
         paths: dict[str, Any] = {}
 
-        def ref(model: Any) -> dict[str, Any]:
-            schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+        def ref(model: Any, mode: str) -> dict[str, Any]:
+            schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
             components.update(schema.pop("$defs", {}))
             if "title" in schema and schema.get("type") == "object":
                 components[schema["title"]] = schema
@@ -270,14 +458,18 @@ class Api:
             return schema
 
         for op in self.operations:
-            responses: dict[str, Any] = {
-                str(op.status): {"description": "OK"}
-                | ({"content": {"application/json": {"schema": ref(op.response)}}} if op.response else {})
-            }
+            ok: dict[str, Any] = {"description": "OK"}
+            if op.response is not None:
+                ok["content"] = {op.media_type: {"schema": ref(op.response, "serialization")}}
+            elif op.media_type != "application/json":
+                ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+            responses: dict[str, Any] = {str(op.status): ok}
             for code, why in _ERRORS.items():
-                if code in (401, 403) and not op.path.startswith("/v1/"):
+                if code in (401, 403, 503) and not op.roles:
                     continue
-                if code in (400, 422) and not op.body and not op.query and "{" not in op.path:
+                if code in (400, 415) and not op.body:
+                    continue
+                if code == 422 and not op.body and not op.query and "{" not in op.path:
                     continue
                 if code == 409 and not op.conflicts:
                     continue
@@ -285,16 +477,20 @@ class Api:
                     "description": why,
                     "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
                 }
+            doc = (getattr(op.handler, "__doc__", None) or "").strip()
+            who = ", ".join(op.roles) if op.roles else "public (no token; the path carries its secret)"
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "operationId": op.handler.__name__,
-                "description": (op.handler.__doc__ or "").strip() + f"\n\nRoles: {', '.join(op.roles)}.",
+                "description": (doc + "\n\n" if doc else "") + f"Roles: {who}.",
                 "responses": responses,
                 "parameters": _parameters(op),
             }
             if op.body:
-                entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
-            if op.path.startswith("/v1/"):
+                entry["requestBody"] = {
+                    "required": True, "content": {"application/json": {"schema": ref(op.body, "validation")}}
+                }
+            if op.roles:
                 entry["security"] = [{"bearer": []}]
             paths.setdefault(op.path, {})[op.method.lower()] = entry
         return {
@@ -311,9 +507,20 @@ class Api:
 API = web.AppKey("api", Api)
 
 
+def _handler(op: Operation) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await op(request)
+
+    handle.__name__ = getattr(op.handler, "__name__", "handler")
+    return handle
+
+
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     params = [
-        {"name": name, "in": "path", "required": True, "schema": _schema_of(op.path_types.get(name, str))}
+        {
+            "name": name, "in": "path", "required": True,
+            "schema": TypeAdapter(op.path_types.get(name, str)).json_schema(),
+        }
         for name in _path_params(op.path)
     ]
     if op.query:
@@ -325,21 +532,19 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return params
 
 
-def _schema_of(kind: Any) -> dict[str, Any]:
-    return TypeAdapter(kind).json_schema()
-
-
 def _path_params(path: str) -> list[str]:
     return [name.split(":")[0] for name in re.findall(r"\{([^{}]+)\}", path)]
 
 
 _ERRORS = {
-    400: "Malformed JSON",
-    401: "Missing, invalid or expired token",
+    400: "Malformed JSON, or nested too deeply",
+    401: "Missing, invalid or expired token, or a deactivated user",
     403: "The caller's role or identity may not do this",
     404: "Not found",
     409: "Conflicts with the current state (e.g. a unique name or e-mail is taken)",
-    422: "The input breaks the schema; `errors` lists each field",
+    415: "The body is not sent as JSON (Content-Type: application/json)",
+    422: "The input breaks the schema or a rule; `errors` lists each field",
+    503: "The database is unreachable; retry after `Retry-After` seconds",
 }
 
 _PROBLEM_SCHEMA = {
@@ -386,12 +591,14 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 MAX_LINE_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def build_app(api: Api, verifier: TokenVerifier) -> web.Application:
     """An aiohttp app with the shared middlewares, health, metrics and OpenAPI routes, and `api`'s routes."""
     app = web.Application(
         middlewares=[context_middleware, problem_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
         # aiohttp answers lines over 8 KiB with a plain-text 400 before any middleware runs; a long but valid
         # query string deserves the same problem document as any other bad input.
         handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
@@ -399,6 +606,8 @@ def build_app(api: Api, verifier: TokenVerifier) -> web.Application:
     app[VERIFIER] = verifier
     app[API] = api
     app[READINESS] = []
+    if api.caller_check is not None:
+        app[CALLER_CHECK] = api.caller_check
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

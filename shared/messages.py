@@ -42,8 +42,10 @@ class Message(BaseModel):
         return str(getattr(self, self.entity_field))
 
 
+# The platform's shared vocabulary: every service, the API and the domain rules use these, never their own copy.
 Role = Literal["admin", "responder", "observer"]
-E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", examples=["+4915112345678"])]
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+E164 = Annotated[str, Field(pattern=E164_PATTERN, examples=["+4915112345678"])]
 
 
 class UserSnapshot(Message):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from aiohttp import web
 from pydantic import BaseModel
 
 from services.notifier import store
+from shared.auth import ANYONE
 from shared.errors import NotFound
-from shared.http import Api, Page, json_response, parse_param, principal, read_query
+from shared.http import Api, Call, Page
 from shared.runtime import POOL
 
 api = Api("notifier", "1.0.0", "Push and voice notifications: devices, preferences, delivery history.")
@@ -40,29 +40,23 @@ class HistoryQuery(Page):
     user_id: UUID | None = None
 
 
-@api.route(
-    "GET",
-    "/v1/recipients/{user_id}",
-    summary="A user as notifier knows them",
-    response=RecipientOut,
-    path_types={"user_id": UUID},
-)
-async def get_recipient(request: web.Request) -> web.Response:
+@api.route("GET", "/v1/recipients/{user_id}", summary="A user as notifier knows them", roles=ANYONE,
+           path_types={"user_id": UUID}, response=RecipientOut)
+async def get_recipient(call: Call[None, None]) -> RecipientOut:
     """notifier's own copy of a user, built from schedule's user snapshots."""
-    user_id = parse_param(request, "user_id", UUID)
-    principal(request).require_self_or_admin(user_id)
-    row = await store.get_recipient(request.app[POOL], user_id)
+    user_id = call.path["user_id"]
+    call.actor.require_self_or_admin(user_id)
+    row = await store.get_recipient(call.app[POOL], user_id)
     if row is None:
         raise NotFound(f"recipient {user_id}")
-    return json_response(RecipientOut.model_validate(dict(row)))
+    return RecipientOut.model_validate(dict(row))
 
 
-@api.route("GET", "/v1/notifications", summary="Notification history", response=list[DeliveryOut], query=HistoryQuery)
-async def list_notifications(request: web.Request) -> web.Response:
+@api.route("GET", "/v1/notifications", summary="Notification history", roles=ANYONE, query=HistoryQuery,
+           response=list[DeliveryOut])
+async def list_notifications(call: Call[None, HistoryQuery]) -> list[DeliveryOut]:
     """The caller's own notifications, newest first; an admin may name another `user_id`."""
-    query = read_query(request, HistoryQuery)
-    actor = principal(request)
-    user_id = query.user_id or UUID(actor.user_id)
-    actor.require_self_or_admin(user_id)
-    deliveries = await store.list_deliveries(request.app[POOL], user_id, limit=query.limit, offset=query.offset)
-    return json_response([DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries])
+    user_id = call.query.user_id or call.actor.user_id
+    call.actor.require_self_or_admin(user_id)
+    deliveries = await store.list_deliveries(call.app[POOL], user_id, limit=call.query.limit, offset=call.query.offset)
+    return [DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.schedule import service
+from services.schedule.service import covers
 from shared.messages import CoverageRequestAccepted, CoverageRequestRevoked, utcnow
 from shared.runtime import Service
 from shared.topics import COVERAGE_REQUESTS
@@ -14,6 +14,6 @@ def register(svc: Service) -> None:
         """Apply an accepted coverage request (all shifts or none) or revert a revoked one; answer either way."""
         now = utcnow()
         if isinstance(event, CoverageRequestAccepted):
-            await service.apply_coverage(svc.pool, event, now)
+            await covers.apply_coverage(svc.pool, event, now)
         else:
-            await service.revoke_coverage(svc.pool, event, now)
+            await covers.revoke_coverage(svc.pool, event, now)

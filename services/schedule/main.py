@@ -1,7 +1,8 @@
 """Process entry point: `python -m services.schedule.main`."""
 
-from services.schedule import consumers, service
+from services.schedule import consumers
 from services.schedule.api import api
+from services.schedule.service import schedules
 from services.schedule.settings import Settings
 from shared.messages import utcnow
 from shared.runtime import Service
@@ -21,7 +22,7 @@ def build(settings: Settings | None = None) -> Service:
     @svc.every(settings.timeline_refresh_interval_s, "timeline-horizon")
     async def roll_timelines() -> int:
         """Extend every timeline whose horizon runs short (a new day entering the 62-day window)."""
-        return await service.refresh_timelines(svc.pool, utcnow())
+        return await schedules.refresh_timelines(svc.pool, utcnow())
 
     return svc
 

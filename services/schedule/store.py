@@ -1,23 +1,126 @@
-"""SQL of the schedule service: one function per query."""
+"""SQL of the schedule service: one function per query, domain objects in and out.
+
+Stored definitions (a schedule's layers and shifts, support hours' windows) are a versioned serialisation of
+the domain objects (`_dump_*` / `_load_*`), read back without the API's validation: tightening an API rule
+never makes a stored row unreadable. A list skips (and logs) a row it still cannot read rather than failing
+for everyone.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
-from typing import Any
+from datetime import datetime, time
+from typing import Any, TypeAlias, TypeVar
 from uuid import UUID
 
 import asyncpg
 
 from services.schedule.domain import Team, User
-from services.schedule.domain.shifts import Cover
+from services.schedule.domain.policies import Policy, Rule, SupportHours
+from services.schedule.domain.shifts import WEEKDAYS, Cover, Layer, Schedule, StaticShift, Window
+from shared.logs import get_logger
+from shared.messages import CoverageApplied, CoverageRejected, CoverageReverted
+
+log = get_logger(__name__)
+T = TypeVar("T")
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+DEFINITION_VERSION = 2
 
 
-async def _fetch(conn: asyncpg.Connection | asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-    return rows
+def _readable(rows: Iterable[asyncpg.Record], load: Callable[[asyncpg.Record], T]) -> list[T]:
+    loaded = []
+    for row in rows:
+        try:
+            loaded.append(load(row))
+        except Exception as exc:  # one unreadable row must not fail the whole list
+            log.error("stored row cannot be read; left out", id=str(row["id"]), error=repr(exc))
+    return loaded
+
+
+# --- stored forms --------------------------------------------------------------------------------------------
+
+
+def _dump_windows(windows: Iterable[Window]) -> list[list[Any]]:
+    return [[w.weekday, w.start.strftime("%H:%M"), w.minutes] for w in windows]
+
+
+def _load_windows(raw: Any) -> tuple[Window, ...]:
+    """Version 2: [weekday, "HH:MM", minutes]. Version 1 stored the API's {days, start, end}: read leniently,
+    so rows saved before the rules tightened (duplicate days, start = end) still load."""
+    windows: dict[Window, None] = {}
+    for item in raw or ():
+        if isinstance(item, list):
+            weekday, start, minutes = item
+            windows[Window(int(weekday), time.fromisoformat(start), int(minutes))] = None
+            continue
+        begin = _minutes(item["start"])
+        finish = _minutes(item["end"])
+        minutes = (finish - begin) % 1440 or 1440
+        for day in item["days"]:
+            if day in WEEKDAYS:
+                windows[Window(WEEKDAYS.index(day), time(begin // 60, begin % 60), minutes)] = None
+    return tuple(windows)
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _dump_definition(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "v": DEFINITION_VERSION,
+        "layers": [
+            {
+                "name": layer.name, "users": [str(u) for u in layer.users], "length": layer.length,
+                "unit": layer.unit, "handoff": layer.handoff.isoformat(),
+                "restrictions": _dump_windows(layer.restrictions), "start": _iso(layer.start), "end": _iso(layer.end),
+            }
+            for layer in schedule.layers
+        ],
+        "shifts": [{"user_id": str(s.user_id), "start": _iso(s.start), "end": _iso(s.end)} for s in schedule.shifts],
+    }
+
+
+def _load_schedule(row: asyncpg.Record) -> Schedule:
+    definition = row["definition"]
+    layers = tuple(
+        Layer(
+            users=tuple(UUID(str(u)) for u in spec["users"]),
+            length=int(spec["length"]),
+            unit=spec["unit"],
+            handoff=datetime.fromisoformat(spec["handoff"]),
+            restrictions=_load_windows(spec.get("restrictions")),
+            start=_instant(spec.get("start")),
+            end=_instant(spec.get("end")),
+            name=spec.get("name") or f"Layer {i + 1}",
+        )
+        for i, spec in enumerate(definition.get("layers") or ())
+    )
+    shifts = tuple(
+        sorted(
+            (
+                StaticShift(
+                    UUID(str(s["user_id"])), datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"])
+                )
+                for s in definition.get("shifts") or ()
+            ),
+            key=lambda s: s.start,
+        )
+    )
+    return Schedule(
+        row["id"], row["name"], row["time_zone"], row["kind"], layers, shifts, row["version"], row["team_id"]
+    )
 
 
 _USER_COLUMNS = "id, name, email, phone, time_zone, language, role, active, version"
@@ -44,7 +147,7 @@ async def update_user(conn: asyncpg.Connection, user: User) -> None:
     )
 
 
-async def get_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *, lock: bool = False) -> User | None:
+async def get_user(conn: Db, user_id: UUID, *, lock: bool = False) -> User | None:
     row = await conn.fetchrow(
         f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1" + (" FOR UPDATE" if lock else ""), user_id
     )
@@ -54,6 +157,11 @@ async def get_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *, lo
 async def list_users(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[User]:
     rows = await pool.fetch(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
     return [_user(r) for r in rows]
+
+
+async def is_deactivated(conn: Db, user_id: UUID) -> bool:
+    """Whether the directory knows this user and they are deactivated (unknown ids are not: see docs)."""
+    return bool(await conn.fetchval("SELECT NOT active FROM users WHERE id = $1", user_id))
 
 
 async def existing_user_ids(conn: asyncpg.Connection, ids: Iterable[UUID]) -> set[UUID]:
@@ -81,7 +189,7 @@ async def _replace_members(conn: asyncpg.Connection, team: Team) -> None:
     )
 
 
-async def get_team(conn: asyncpg.Connection | asyncpg.Pool, team_id: UUID, *, lock: bool = False) -> Team | None:
+async def get_team(conn: Db, team_id: UUID, *, lock: bool = False) -> Team | None:
     row = await conn.fetchrow(
         "SELECT id, name, version FROM teams WHERE id = $1" + (" FOR UPDATE" if lock else ""), team_id
     )
@@ -102,29 +210,30 @@ async def list_teams(pool: asyncpg.Pool) -> list[Team]:
     return [Team(id=r["id"], name=r["name"], version=r["version"], member_ids=tuple(r["members"])) for r in rows]
 
 
-async def lock_schedules(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[asyncpg.Record]:
+async def lock_schedules(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[Schedule]:
     """Lock schedule rows in id order (one order everywhere, so two writers never deadlock)."""
-    return await _fetch(conn,
+    rows = await conn.fetch(
         "SELECT * FROM schedules WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", sorted(set(ids))
     )
+    return [_load_schedule(r) for r in rows]
 
 
-async def insert_schedule(conn: asyncpg.Connection, row: dict[str, Any], members: set[UUID]) -> None:
+async def insert_schedule(conn: asyncpg.Connection, s: Schedule) -> None:
     await conn.execute(
         """INSERT INTO schedules (id, version, name, time_zone, kind, team_id, definition)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        row["id"], row["version"], row["name"], row["time_zone"], row["kind"], row["team_id"], row["definition"],
+        s.id, s.version, s.name, s.time_zone, s.kind, s.team_id, _dump_definition(s),
     )
-    await _replace_schedule_members(conn, row["id"], members)
+    await _replace_schedule_members(conn, s.id, s.user_ids())
 
 
-async def update_schedule(conn: asyncpg.Connection, row: dict[str, Any], members: set[UUID]) -> None:
+async def update_schedule(conn: asyncpg.Connection, s: Schedule) -> None:
     await conn.execute(
         """UPDATE schedules SET version = $2, name = $3, time_zone = $4, kind = $5, team_id = $6, definition = $7,
                   updated_at = now() WHERE id = $1""",
-        row["id"], row["version"], row["name"], row["time_zone"], row["kind"], row["team_id"], row["definition"],
+        s.id, s.version, s.name, s.time_zone, s.kind, s.team_id, _dump_definition(s),
     )
-    await _replace_schedule_members(conn, row["id"], members)
+    await _replace_schedule_members(conn, s.id, s.user_ids())
 
 
 async def _replace_schedule_members(conn: asyncpg.Connection, schedule_id: UUID, members: set[UUID]) -> None:
@@ -134,12 +243,14 @@ async def _replace_schedule_members(conn: asyncpg.Connection, schedule_id: UUID,
     )
 
 
-async def get_schedule(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM schedules WHERE id = $1", schedule_id)
+async def get_schedule(conn: Db, schedule_id: UUID) -> Schedule | None:
+    row = await conn.fetchrow("SELECT * FROM schedules WHERE id = $1", schedule_id)
+    return _load_schedule(row) if row else None
 
 
-async def list_schedules(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
-    return await _fetch(pool, "SELECT * FROM schedules ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+async def list_schedules(pool: Db, *, limit: int, offset: int) -> list[Schedule]:
+    rows = await pool.fetch("SELECT * FROM schedules ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+    return _readable(rows, _load_schedule)
 
 
 async def existing_schedule_ids(conn: asyncpg.Connection, ids: Iterable[UUID]) -> set[UUID]:
@@ -147,17 +258,16 @@ async def existing_schedule_ids(conn: asyncpg.Connection, ids: Iterable[UUID]) -
     return {r["id"] for r in rows}
 
 
-async def schedules_of_user(
-    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, start: datetime, end: datetime
-) -> list[asyncpg.Record]:
+async def schedules_of_user(conn: Db, user_id: UUID, start: datetime, end: datetime) -> list[Schedule]:
     """Schedules the user can be on call on in [start, end): a rotation/static member, or covering there."""
-    return await _fetch(conn,
+    rows = await conn.fetch(
         """SELECT * FROM schedules WHERE id IN (
                SELECT schedule_id FROM schedule_members WHERE user_id = $1
                UNION SELECT schedule_id FROM covers WHERE user_id = $1 AND ends_at > $2 AND starts_at < $3)
            ORDER BY name, id""",
         user_id, start, end,
     )
+    return _readable(rows, _load_schedule)
 
 
 async def schedules_to_refresh(conn: asyncpg.Connection, before: datetime, limit: int) -> list[UUID]:
@@ -189,9 +299,7 @@ def _cover(row: asyncpg.Record) -> Cover:
     )
 
 
-async def covers_between(
-    conn: asyncpg.Connection | asyncpg.Pool, schedule_id: UUID, start: datetime, end: datetime
-) -> list[Cover]:
+async def covers_between(conn: Db, schedule_id: UUID, start: datetime, end: datetime) -> list[Cover]:
     rows = await conn.fetch(
         f"""SELECT {_COVER_COLUMNS} FROM covers WHERE schedule_id = $1 AND ends_at > $2 AND starts_at < $3
             ORDER BY seq""",
@@ -232,74 +340,108 @@ async def delete_coverage(conn: asyncpg.Connection, request_id: UUID) -> int:
     return int(status.split()[-1])
 
 
-async def get_coverage_outcome(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+Outcome = CoverageApplied | CoverageRejected | CoverageReverted
+_OUTCOMES: dict[str, type[Outcome]] = {
+    "applied": CoverageApplied, "rejected": CoverageRejected, "reverted": CoverageReverted,
+}
+
+
+async def get_coverage_outcome(conn: asyncpg.Connection, request_id: UUID) -> Outcome | None:
+    """The answer schedule gave a coverage request, locked for this transaction."""
+    row = await conn.fetchrow(
         "SELECT status, answer FROM coverage_outcomes WHERE request_id = $1 FOR UPDATE", request_id
     )
+    return _OUTCOMES[row["status"]].model_validate(row["answer"]) if row else None
 
 
-async def save_coverage_outcome(
-    conn: asyncpg.Connection, request_id: UUID, status: str, answer: dict[str, Any]
-) -> None:
+async def save_coverage_outcome(conn: asyncpg.Connection, answer: Outcome) -> None:
+    status = next(name for name, kind in _OUTCOMES.items() if isinstance(answer, kind))
     await conn.execute(
         """INSERT INTO coverage_outcomes (request_id, status, answer) VALUES ($1, $2, $3)
            ON CONFLICT (request_id) DO UPDATE SET status = $2, answer = $3, updated_at = now()""",
-        request_id, status, answer,
+        answer.request_id, status, answer.model_dump(mode="json"),
     )
 
 
-async def insert_policy(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+def _dump_rules(policy: Policy) -> list[dict[str, Any]]:
+    return [
+        {"timeout_minutes": r.timeout_minutes, "user_ids": [str(u) for u in r.user_ids],
+         "schedule_ids": [str(s) for s in r.schedule_ids]}
+        for r in policy.rules
+    ]
+
+
+def _load_policy(row: asyncpg.Record) -> Policy:
+    rules = tuple(
+        Rule(
+            int(r["timeout_minutes"]),
+            tuple(UUID(str(u)) for u in r.get("user_ids") or ()),
+            tuple(UUID(str(s)) for s in r.get("schedule_ids") or ()),
+        )
+        for r in row["rules"]
+    )
+    return Policy(row["id"], row["name"], rules, row["repeat"], row["version"])
+
+
+async def insert_policy(conn: asyncpg.Connection, p: Policy) -> None:
     await conn.execute(
         "INSERT INTO policies (id, version, name, repeat, rules) VALUES ($1, $2, $3, $4, $5)",
-        row["id"], row["version"], row["name"], row["repeat"], row["rules"],
+        p.id, p.version, p.name, p.repeat, _dump_rules(p),
     )
 
 
-async def update_policy(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+async def update_policy(conn: asyncpg.Connection, p: Policy) -> None:
     await conn.execute(
         "UPDATE policies SET version = $2, name = $3, repeat = $4, rules = $5, updated_at = now() WHERE id = $1",
-        row["id"], row["version"], row["name"], row["repeat"], row["rules"],
+        p.id, p.version, p.name, p.repeat, _dump_rules(p),
     )
 
 
-async def get_policy(
-    conn: asyncpg.Connection | asyncpg.Pool, policy_id: UUID, *, lock: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM policies WHERE id = $1" + (" FOR UPDATE" if lock else ""), policy_id)
+async def get_policy(conn: Db, policy_id: UUID, *, lock: bool = False) -> Policy | None:
+    row = await conn.fetchrow("SELECT * FROM policies WHERE id = $1" + (" FOR UPDATE" if lock else ""), policy_id)
+    return _load_policy(row) if row else None
 
 
-async def list_policies(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
-    return await _fetch(pool, "SELECT * FROM policies ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+async def list_policies(pool: Db, *, limit: int, offset: int) -> list[Policy]:
+    rows = await pool.fetch("SELECT * FROM policies ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+    return _readable(rows, _load_policy)
 
 
-async def insert_support_hours(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+def _load_support_hours(row: asyncpg.Record) -> SupportHours:
+    return SupportHours(
+        row["id"], row["name"], row["time_zone"], _load_windows(row["windows"]), tuple(sorted(set(row["holidays"]))),
+        row["version"],
+    )
+
+
+async def insert_support_hours(conn: asyncpg.Connection, h: SupportHours) -> None:
     await conn.execute(
         "INSERT INTO support_hours (id, version, name, time_zone, windows, holidays) VALUES ($1, $2, $3, $4, $5, $6)",
-        row["id"], row["version"], row["name"], row["time_zone"], row["windows"], row["holidays"],
+        h.id, h.version, h.name, h.time_zone, _dump_windows(h.windows), list(h.holidays),
     )
 
 
-async def update_support_hours(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+async def update_support_hours(conn: asyncpg.Connection, h: SupportHours) -> None:
     await conn.execute(
         """UPDATE support_hours SET version = $2, name = $3, time_zone = $4, windows = $5, holidays = $6,
                   updated_at = now() WHERE id = $1""",
-        row["id"], row["version"], row["name"], row["time_zone"], row["windows"], row["holidays"],
+        h.id, h.version, h.name, h.time_zone, _dump_windows(h.windows), list(h.holidays),
     )
 
 
-async def get_support_hours(
-    conn: asyncpg.Connection | asyncpg.Pool, support_hours_id: UUID, *, lock: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def get_support_hours(conn: Db, support_hours_id: UUID, *, lock: bool = False) -> SupportHours | None:
+    row = await conn.fetchrow(
         "SELECT * FROM support_hours WHERE id = $1" + (" FOR UPDATE" if lock else ""), support_hours_id
     )
+    return _load_support_hours(row) if row else None
 
 
-async def list_support_hours(pool: asyncpg.Pool, *, limit: int, offset: int) -> list[asyncpg.Record]:
-    return await _fetch(pool, "SELECT * FROM support_hours ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+async def list_support_hours(pool: Db, *, limit: int, offset: int) -> list[SupportHours]:
+    rows = await pool.fetch("SELECT * FROM support_hours ORDER BY name, id LIMIT $1 OFFSET $2", limit, offset)
+    return _readable(rows, _load_support_hours)
 
 
-async def user_names(conn: asyncpg.Connection | asyncpg.Pool, ids: Iterable[UUID]) -> dict[UUID, str]:
+async def user_names(conn: Db, ids: Iterable[UUID]) -> dict[UUID, str]:
     rows = await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::uuid[])", list(set(ids)))
     return {r["id"]: r["name"] for r in rows}
 
@@ -309,7 +451,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def set_calendar_token(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, token: str) -> None:
+async def set_calendar_token(conn: Db, user_id: UUID, token: str) -> None:
     await conn.execute(
         """INSERT INTO calendar_tokens (token, user_id) VALUES ($1, $2)
            ON CONFLICT (user_id) DO UPDATE SET token = $1, created_at = now()""",
@@ -317,11 +459,17 @@ async def set_calendar_token(conn: asyncpg.Connection | asyncpg.Pool, user_id: U
     )
 
 
-async def user_of_calendar_token(pool: asyncpg.Pool, token: str) -> UUID | None:
+async def user_of_calendar_token(pool: Db, token: str) -> UUID | None:
+    """The active user whose feed token this is; a deactivated user's feeds stop answering."""
     user_id: UUID | None = await pool.fetchval(
-        "SELECT user_id FROM calendar_tokens WHERE token = $1", _token_hash(token)
+        "SELECT t.user_id FROM calendar_tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1 AND u.active",
+        _token_hash(token),
     )
     return user_id
+
+
+async def revoke_calendar_token(conn: asyncpg.Connection, user_id: UUID) -> None:
+    await conn.execute("DELETE FROM calendar_tokens WHERE user_id = $1", user_id)
 
 
 async def feed_entries(conn: asyncpg.Connection, feed: str) -> list[dict[str, Any]]:

@@ -75,7 +75,8 @@ async def test_self_service_limits(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "fields"),
     [
-        ("POST", "/v1/users", {"data": b"{nope", "headers": ADMIN}, 400, None),
+        ("POST", "/v1/users", {"data": b"{nope", "headers": ADMIN | {"Content-Type": "application/json"}}, 400, None),
+        ("POST", "/v1/users", {"data": b'{"name": "a"}', "headers": ADMIN}, 415, None),
         ("POST", "/v1/users", {"json": {"name": "", "time_zone": "UTC"}, "headers": ADMIN}, 422, {"name", "email"}),
         (
             "POST",

@@ -158,7 +158,7 @@ async def test_every_change_republishes_the_timeline(stack: Stack, infra: Infra)
                         "length": 1,
                         "unit": "days",
                         "handoff": "2026-03-02T09:00:00",
-                        "restrictions": [{"days": ["mon"], "start": "09:00", "end": "09:00"}],
+                        "restrictions": [{"days": ["mon"], "start": "09:00", "end": "24:01"}],
                     }
                 ]
             },

@@ -4,12 +4,20 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 
-from services.schedule import service
+from services.schedule.service import covers, directory, feeds, policies, schedules
+from services.schedule.service.commands import (
+    AddOverride,
+    DefinePolicy,
+    DefineSchedule,
+    EditUser,
+    LayerSpec,
+    NewUser,
+    RuleSpec,
+)
 from shared.auth import Principal
 from shared.db import create_pool
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -33,25 +41,18 @@ async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
 
 async def people(pool: asyncpg.Pool, n: int) -> list[str]:
     users = [
-        await service.create_user(
-            pool,
-            {
-                "name": f"P{i}",
-                "email": f"{uuid.uuid4().hex}@example.com",
-                "phone": None,
-                "time_zone": "UTC",
-                "language": "en",
-                "role": "responder",
-            },
-        )
+        await directory.create_user(pool, NewUser(f"P{i}", f"{uuid.uuid4().hex}@example.com", "UTC"))
         for i in range(n)
     ]
     return [str(u.id) for u in users]
 
 
-def weekly(name: str, users: list[str]) -> dict[str, Any]:
-    layer = {"users": users, "length": 1, "unit": "weeks", "handoff": "2026-11-02T09:00:00"}
-    return {"name": name, "time_zone": "Europe/Berlin", "kind": "recurring", "layers": [layer]}
+def weekly(name: str, users: list[str]) -> DefineSchedule:
+    layer = LayerSpec(tuple(uuid.UUID(u) for u in users), 1, "weeks", datetime(2026, 11, 2, 9))
+    return DefineSchedule(name, "Europe/Berlin", "recurring", layers=(layer,))
+
+
+ADMIN = Principal(user_id=uuid.uuid4(), role="admin")
 
 
 async def timelines(pool: asyncpg.Pool) -> list[ScheduleTimeline]:
@@ -61,28 +62,28 @@ async def timelines(pool: asyncpg.Pool) -> list[ScheduleTimeline]:
 
 async def test_the_rolling_job_extends_each_short_horizon_once_even_on_two_replicas(pool: asyncpg.Pool) -> None:
     users = await people(pool, 2)
-    created = [await service.create_schedule(pool, weekly(f"S{i}", users), NOW) for i in range(5)]
+    created = [await schedules.create_schedule(pool, weekly(f"S{i}", users), NOW) for i in range(5)]
     first = await timelines(pool)
     assert [t.version for t in first] == [1] * 5
     assert all(t.horizon_end - NOW >= timedelta(days=60) for t in first)
 
-    assert await service.refresh_timelines(pool, NOW + timedelta(hours=12)) == 0  # the horizon is still long
+    assert await schedules.refresh_timelines(pool, NOW + timedelta(hours=12)) == 0  # the horizon is still long
 
     later = NOW + timedelta(days=2)
-    counts = await asyncio.gather(*(service.refresh_timelines(pool, later, batch=2) for _ in range(2)))
+    counts = await asyncio.gather(*(schedules.refresh_timelines(pool, later, batch=2) for _ in range(2)))
     assert sum(counts) == 5  # every schedule once, whichever replica took it
     rolled = (await timelines(pool))[5:]
     assert sorted(t.schedule_id for t in rolled) == sorted(s.id for s in created)
     assert all(t.version == 2 and t.horizon_end == first[0].horizon_end + timedelta(days=2) for t in rolled)
-    assert await service.refresh_timelines(pool, later) == 0
+    assert await schedules.refresh_timelines(pool, later) == 0
 
 
 async def test_a_rejected_change_stages_no_event(pool: asyncpg.Pool) -> None:
     users = await people(pool, 1)
-    schedule = await service.create_schedule(pool, weekly("Solo", users), NOW)
-    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
+    schedule = await schedules.create_schedule(pool, weekly("Solo", users), NOW)
     with pytest.raises(InvalidInput) as bad:
-        await service.add_override(pool, admin, schedule.id, uuid.uuid4(), NOW, NOW + timedelta(hours=1), NOW)
+        bad_user = AddOverride(schedule.id, uuid.uuid4(), NOW, NOW + timedelta(hours=1))
+        await covers.add_override(pool, ADMIN, bad_user, NOW)
     assert bad.value.field == "user_id"
     assert len(await timelines(pool)) == 1
     assert await pool.fetchval("SELECT count(*) FROM covers") == 0
@@ -90,25 +91,23 @@ async def test_a_rejected_change_stages_no_event(pool: asyncpg.Pool) -> None:
 
 async def test_coverage_is_checked_against_the_final_schedule_at_acceptance(pool: asyncpg.Pool) -> None:
     a, b = await people(pool, 2)
-    schedule = await service.create_schedule(pool, weekly("Pair", [a, b]), NOW)
+    schedule = await schedules.create_schedule(pool, weekly("Pair", [a, b]), NOW)
     turn = ShiftRef(
         schedule_id=schedule.id, start=datetime(2026, 11, 30, 8, tzinfo=UTC), end=datetime(2026, 12, 7, 8, tzinfo=UTC)
     )
     own = CoverageRequestAccepted(
         request_id=uuid.uuid4(), requester_id=uuid.UUID(a), covering_user_id=uuid.UUID(a), shifts=[turn]
     )
-    answer = await service.apply_coverage(pool, own, NOW)
+    answer = await covers.apply_coverage(pool, own, NOW)
     assert isinstance(answer, CoverageRejected) and "cannot cover their own" in answer.problems[0].reason
 
     # an admin override placed on part of the turn before acceptance: the turn is no longer all a's
-    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
-    await service.add_override(
-        pool, admin, schedule.id, uuid.UUID(b), turn.start + timedelta(hours=3), turn.start + timedelta(hours=4), NOW
-    )
+    override = AddOverride(schedule.id, uuid.UUID(b), turn.start + timedelta(hours=3), turn.start + timedelta(hours=4))
+    await covers.add_override(pool, ADMIN, override, NOW)
     late = CoverageRequestAccepted(
         request_id=uuid.uuid4(), requester_id=uuid.UUID(a), covering_user_id=uuid.UUID(b), shifts=[turn]
     )
-    answer = await service.apply_coverage(pool, late, NOW)
+    answer = await covers.apply_coverage(pool, late, NOW)
     assert isinstance(answer, CoverageRejected)
     assert answer.problems[0].reason.startswith(f"user {b} is on call from 2026-11-30T11:00:00+00:00")
     assert await pool.fetchval("SELECT count(*) FROM covers WHERE source = 'coverage'") == 0
@@ -116,36 +115,34 @@ async def test_coverage_is_checked_against_the_final_schedule_at_acceptance(pool
 
 async def test_calendar_tokens_are_stored_only_as_hashes(pool: asyncpg.Pool) -> None:
     (a,) = await people(pool, 1)
-    token = await service.issue_calendar_token(pool, Principal(user_id=a, role="responder"), uuid.UUID(a))
+    me = Principal(user_id=uuid.UUID(a), role="responder")
+    token = await feeds.issue_calendar_token(pool, me, uuid.UUID(a))
     assert await pool.fetchval("SELECT count(*) FROM calendar_tokens WHERE token = $1", token) == 0
-    feed = await service.calendar_feed(pool, token, None, NOW)
+    feed = await feeds.calendar_feed(pool, token, None, NOW)
     assert feed.startswith(b"BEGIN:VCALENDAR")
-    again = await service.issue_calendar_token(pool, Principal(user_id=a, role="responder"), uuid.UUID(a))
+    again = await feeds.issue_calendar_token(pool, me, uuid.UUID(a))
     with pytest.raises(NotFound):
-        await service.calendar_feed(pool, token, None, NOW)  # the old token stopped working
-    assert (await service.calendar_feed(pool, again, None, NOW)).startswith(b"BEGIN:VCALENDAR")
+        await feeds.calendar_feed(pool, token, None, NOW)  # the old token stopped working
+    assert (await feeds.calendar_feed(pool, again, None, NOW)).startswith(b"BEGIN:VCALENDAR")
 
 
 async def test_a_user_still_on_call_cannot_be_deactivated_and_a_deactivated_one_cannot_be_scheduled(
     pool: asyncpg.Pool,
 ) -> None:
     a, b = await people(pool, 2)
-    schedule = await service.create_schedule(pool, weekly("Rota", [a, b]), NOW)
-    await service.create_policy(
-        pool, {"name": "Esc", "repeat": 0, "rules": [{"timeout_minutes": 5, "user_ids": [b], "schedule_ids": []}]}
-    )
-    admin = Principal(user_id=str(uuid.uuid4()), role="admin")
+    schedule = await schedules.create_schedule(pool, weekly("Rota", [a, b]), NOW)
+    await policies.create_policy(pool, DefinePolicy("Esc", (RuleSpec(5, (uuid.UUID(b),)),)))
     with pytest.raises(Conflict) as refused:
-        await service.edit_user(pool, admin, uuid.UUID(b), {"active": False})
+        await directory.edit_user(pool, ADMIN, EditUser(uuid.UUID(b), {"active": False}))
     assert "schedule Rota" in str(refused.value) and "policy Esc" in str(refused.value)
 
-    await service.replace_schedule(pool, schedule.id, weekly("Rota", [a]), NOW)
+    await schedules.replace_schedule(pool, schedule.id, weekly("Rota", [a]), NOW)
     with pytest.raises(Conflict) as still:
-        await service.edit_user(pool, admin, uuid.UUID(b), {"active": False})
+        await directory.edit_user(pool, ADMIN, EditUser(uuid.UUID(b), {"active": False}))
     assert "schedule Rota" not in str(still.value) and "policy Esc" in str(still.value)
 
     (c,) = await people(pool, 1)
-    assert not (await service.edit_user(pool, admin, uuid.UUID(c), {"active": False})).active
+    assert not (await directory.edit_user(pool, ADMIN, EditUser(uuid.UUID(c), {"active": False}))).active
     with pytest.raises(InvalidInput) as bad:
-        await service.create_schedule(pool, weekly("Ghost", [a, c]), NOW)
+        await schedules.create_schedule(pool, weekly("Ghost", [a, c]), NOW)
     assert bad.value.field == "layers.0.users"

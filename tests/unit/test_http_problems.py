@@ -1,50 +1,79 @@
 """The shared web layer turns every kind of bad input into an RFC 9457 problem with a reason."""
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
+import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from shared.auth import TokenVerifier, issue_dev_token
+from shared.auth import ADMINS, ANYONE, PUBLIC, TokenVerifier, issue_dev_token
 from shared.errors import Conflict, InvalidInput
-from shared.http import Api, Page, build_app, json_response, principal, read_json, read_query
+from shared.http import Api, At, Call, Instant, LocalDate, Page, build_app
 from shared.settings import ServiceSettings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+ME = uuid.uuid4()
 
 
 class Shift(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1)
     hours: int = Field(gt=0)
+    starts: Instant | None = None
+    holiday: LocalDate | None = None
 
 
 api = Api("t", "1")
 
 
-@api.route("POST", "/v1/shifts", summary="echo", body=Shift, response=Shift, roles=("admin",))
-async def post_shift(request: web.Request) -> web.Response:
-    principal(request).require("admin")
-    body = await read_json(request, Shift)
-    if body.user == "ghost":
+@api.route("POST", "/v1/shifts", summary="echo", body=Shift, response=Shift, status=201, roles=ADMINS)
+async def post_shift(call: Call[Shift, None]) -> Shift:
+    if call.body.user == "ghost":
         raise InvalidInput("user", "unknown user ghost")
-    return json_response(body, status=201)
+    return call.body
 
 
-@api.route("GET", "/v1/taken", summary="conflicts", conflicts=True)
-async def taken(request: web.Request) -> web.Response:
+@api.route("GET", "/v1/taken", summary="conflicts", roles=ANYONE, conflicts=True)
+async def taken(call: Call[None, None]) -> None:
     raise Conflict("the name is taken")
 
 
-@api.route("GET", "/v1/page", summary="paging", query=Page)
-async def page(request: web.Request) -> web.Response:
-    return json_response(read_query(request, Page))
+@api.route("GET", "/v1/page", summary="paging", roles=ANYONE, query=Page, response=Page)
+async def page(call: Call[None, Page]) -> Page:
+    return call.query
 
 
-@api.route("GET", "/v1/boom", summary="fails")
-async def boom(request: web.Request) -> web.Response:
+class AtOut(BaseModel):
+    at: datetime | None
+
+
+@api.route("GET", "/v1/at", summary="instants", roles=ANYONE, query=At, response=AtOut)
+async def at(call: Call[None, At]) -> AtOut:
+    return AtOut(at=call.query.at)
+
+
+@api.route("GET", "/v1/me/{user_id}", summary="self", roles=ANYONE, path_types={"user_id": uuid.UUID})
+async def me(call: Call[None, None]) -> None:
+    call.actor.require_self_or_admin(call.path["user_id"])
+
+
+@api.route("GET", "/v1/boom", summary="fails", roles=ANYONE)
+async def boom(call: Call[None, None]) -> None:
     raise RuntimeError("secret detail that must not leak")
+
+
+@api.route("GET", "/v1/db-down", summary="database unreachable", roles=ANYONE)
+async def db_down(call: Call[None, None]) -> None:
+    raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+
+
+@api.route("GET", "/v1/refused", summary="connection refused", roles=ANYONE)
+async def refused(call: Call[None, None]) -> None:
+    raise ConnectionRefusedError(111, "Connect call failed")
 
 
 @pytest.fixture
@@ -54,8 +83,8 @@ async def client() -> AsyncIterator[TestClient]:
         yield c
 
 
-def bearer(role: str = "admin") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_dev_token(SECRET, "u1", role)}  # type: ignore[arg-type]
+def bearer(role: str = "admin", sub: object = ME) -> dict[str, str]:
+    return {"Authorization": "Bearer " + issue_dev_token(SECRET, str(sub), role)}  # type: ignore[arg-type]
 
 
 async def problem(resp: object, status: int) -> dict:  # type: ignore[type-arg]
@@ -68,12 +97,12 @@ async def problem(resp: object, status: int) -> dict:  # type: ignore[type-arg]
 
 async def test_accepted_input(client: TestClient) -> None:
     resp = await client.post("/v1/shifts", json={"user": "ada", "hours": 8}, headers=bearer())
-    assert resp.status == 201 and await resp.json() == {"user": "ada", "hours": 8}
+    assert resp.status == 201 and await resp.json() == {"user": "ada", "hours": 8, "starts": None, "holiday": None}
     assert resp.headers["X-Request-ID"]
 
 
 async def test_malformed_json_is_400(client: TestClient) -> None:
-    body = await problem(await client.post("/v1/shifts", data=b"{oops", headers=bearer()), 400)
+    body = await problem(await client.post("/v1/shifts", data=b"{oops", headers=json_bearer()), 400)
     assert "not valid JSON" in body["detail"]
 
 
@@ -84,7 +113,7 @@ async def test_schema_violation_is_422_listing_every_field(client: TestClient) -
 
 async def test_domain_violation_is_422_naming_the_field(client: TestClient) -> None:
     body = await problem(await client.post("/v1/shifts", json={"user": "ghost", "hours": 1}, headers=bearer()), 422)
-    assert body["errors"] == [{"field": "user", "message": "unknown user ghost"}]
+    assert body["errors"] == [{"field": "user", "message": "unknown user ghost", "type": "rule"}]
 
 
 @pytest.mark.parametrize(
@@ -147,3 +176,83 @@ async def test_paging_is_bounded_so_the_database_never_sees_an_overflowing_offse
 async def test_a_very_long_query_string_still_gets_a_problem_document(client: TestClient) -> None:
     body = await problem(await client.get("/v1/page?offset=" + "9" * 20_000, headers=bearer()), 422)
     assert [e["field"] for e in body["errors"]] == ["offset"]
+
+
+
+def json_bearer(role: str = "admin") -> dict[str, str]:
+    return bearer(role) | {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+async def test_a_body_not_declared_as_json_is_415(client: TestClient, content_type: str) -> None:
+    resp = await client.post(
+        "/v1/shifts", data=b'{"user": "a", "hours": 1}', headers=bearer() | {"Content-Type": content_type}
+    )
+    await problem(resp, 415)
+    ok = await client.post(
+        "/v1/shifts", data=b'{"user": "a", "hours": 1}', headers=bearer() | {"Content-Type": "application/merge+json"}
+    )
+    assert ok.status == 201
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 40 + b"]" * 40])
+async def test_deeply_nested_json_is_400(client: TestClient, body: bytes) -> None:
+    detail = (await problem(await client.post("/v1/shifts", data=body, headers=json_bearer()), 400))["detail"]
+    assert "nest" in detail or "JSON" in detail
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "1700000000", "0001-01-01T00:00:00Z", "9999-12-15T00:00:00Z",
+                                   "2026-03-08T09:00:00", "yesterday"])
+async def test_instants_are_iso_text_with_an_offset_inside_the_documented_range(client: TestClient, value: str) -> None:
+    body = await problem(await client.get("/v1/at", params={"at": value}, headers=bearer()), 422)
+    assert [e["field"] for e in body["errors"]] == ["at"]
+
+
+async def test_instants_are_answered_in_utc(client: TestClient) -> None:
+    resp = await client.get("/v1/at", params={"at": "2026-03-08T09:00:00+05:00"}, headers=bearer())
+    assert (await resp.json())["at"] == "2026-03-08T04:00:00Z"
+
+
+@pytest.mark.parametrize("field,value", [("starts", 0.5), ("starts", 1700000000), ("holiday", 0), ("holiday", "0"),
+                                         ("holiday", "9999-12-31"), ("starts", "0001-01-01T00:00:00+00:00")])
+async def test_body_instants_and_dates_refuse_numbers_and_the_calendar_edges(
+    client: TestClient, field: str, value: object
+) -> None:
+    resp = await client.post("/v1/shifts", json={"user": "a", "hours": 1, field: value}, headers=bearer())
+    assert [e["field"] for e in (await problem(resp, 422))["errors"]] == [field]
+
+
+async def test_an_undecodable_authorization_header_is_401(client: TestClient) -> None:
+    assert client.server is not None
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"GET /v1/page HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+async def test_a_subject_that_is_not_a_uuid_is_401_and_ids_compare_as_uuids(client: TestClient) -> None:
+    await problem(await client.get(f"/v1/me/{ME}", headers=bearer("responder", "not-a-uuid")), 401)
+    upper = await client.get(f"/v1/me/{ME}", headers=bearer("responder", str(ME).upper()))
+    assert upper.status == 200
+    await problem(await client.get(f"/v1/me/{uuid.uuid4()}", headers=bearer("responder")), 403)
+
+
+@pytest.mark.parametrize("path", ["/v1/db-down", "/v1/refused"])
+async def test_an_unreachable_database_is_503_with_retry_after(client: TestClient, path: str) -> None:
+    resp = await client.get(path, headers=bearer())
+    await problem(resp, 503)
+    assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_every_route_declares_who_may_call_it() -> None:
+    other = Api("x", "1")
+    with pytest.raises(ValueError, match="roles"):
+        other.route("GET", "/v1/open", summary="no roles", roles=PUBLIC)(page)
+    with pytest.raises(ValueError, match="PUBLIC"):
+        other.route("GET", "/feed", summary="token route off /v1", roles=ANYONE)(page)
+
+
+async def test_the_declaration_enforces_roles_before_reading_the_body(client: TestClient) -> None:
+    await problem(await client.post("/v1/shifts", data=b"{oops", headers=json_bearer("responder")), 403)

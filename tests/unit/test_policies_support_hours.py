@@ -15,7 +15,7 @@ from services.schedule.domain.policies import (
     new_support_hours,
     responders_at,
 )
-from services.schedule.domain.shifts import Window, parse_windows
+from services.schedule.domain.shifts import Window, describe_windows, parse_windows
 from shared.errors import InvalidInput
 
 ALICE, BOB, CAROL = UUID(int=1), UUID(int=2), UUID(int=3)
@@ -45,8 +45,6 @@ def policy_with(rules: list[Rule], repeat: int = 0, name: str = "Payments") -> N
         ([(WEEKDAYS, "09:00", "24:01")], "hours.0.end"),
         ([(WEEKDAYS, "09:00", "17:00\n")], "hours.0.end"),
         ([(WEEKDAYS, "09:00", "24:00\n")], "hours.0.end"),
-        ([(WEEKDAYS, "09:00", "09:00")], "hours.0.end"),
-        ([(WEEKDAYS, "00:00", "00:00")], "hours.0.end"),
         ([(WEEKDAYS, "09:00", "17:00"), (["monday"], "09:00", "17:00")], "hours.1.days"),
         ([(["Mon"], "09:00", "17:00")], "hours.0.days"),
         ([([], "09:00", "17:00")], "hours.0.days"),
@@ -56,6 +54,24 @@ def test_invalid_windows_name_the_field(specs: list[tuple[list[str], str, str]],
     with pytest.raises(InvalidInput) as err:
         parse_windows(specs, "hours")
     assert err.value.field == field
+
+
+def test_a_window_ending_where_it_starts_lasts_24_hours_and_duplicates_are_kept_once() -> None:
+    twice = [(WEEKDAYS, "09:00", "17:00"), (WEEKDAYS, "09:00", "17:00")]
+    assert parse_windows(twice, "hours") == parse_windows(twice[:1], "hours")
+    assert parse_windows([(["mon"], "09:00", "09:00"), (["tue"], "00:00", "00:00")], "hours") == (
+        Window(0, time(9), 24 * 60),
+        Window(1, time(0), 24 * 60),
+    )
+
+
+def test_described_windows_read_back_as_the_same_windows() -> None:
+    windows = parse_windows(
+        [(WEEKDAYS, "09:00", "17:00"), (["sat", "sun"], "22:00", "06:00"), (["wed"], "00:00", "24:00"),
+         (["thu"], "07:30", "07:30")],
+        "hours",
+    )
+    assert set(parse_windows(describe_windows(windows), "hours")) == set(windows)
 
 
 def test_windows_are_one_per_day_and_run_past_midnight_when_they_end_earlier() -> None:

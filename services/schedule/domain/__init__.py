@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import get_args
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.errors import InvalidInput
+from shared.messages import E164_PATTERN, Role
 
-ROLES = ("admin", "responder", "observer")
+ROLES: tuple[str, ...] = get_args(Role)
 SELF_EDITABLE = frozenset({"name", "email", "phone", "time_zone", "language"})
 ADMIN_ONLY = frozenset({"role", "active"})
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(E164_PATTERN)
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Z]{2})?$"
 _EMAIL = re.compile(EMAIL_PATTERN)
@@ -26,9 +28,11 @@ DirectoryError = InvalidInput
 
 @lru_cache(maxsize=1024)
 def is_time_zone(name: str) -> bool:
+    if not name or len(name) > 64:
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder such as "America"
         return False
     return True
 

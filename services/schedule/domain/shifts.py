@@ -21,15 +21,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from shared.errors import InvalidInput
+from shared.messages import Source, Weekday
 
 Unit = Literal["hours", "days", "weeks"]
-Source = Literal["layer", "static", "override", "coverage", "gap"]
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 MAX_ROTATION_HOURS = 366 * 24
 _CLOCK = re.compile(r"^(?:([01]\d|2[0-3]):([0-5]\d)|24:00)$")
 _UNIT_STEP = {"hours": timedelta(hours=1), "days": timedelta(days=1), "weeks": timedelta(weeks=1)}
@@ -150,8 +150,9 @@ def parse_clock(text: str, field_name: str) -> tuple[int, int]:
 
 
 def parse_windows(specs: Sequence[tuple[Sequence[str], str, str]], field_name: str) -> tuple[Window, ...]:
-    """Windows from (days, "HH:MM", "HH:MM") triples; an end at or before the start runs past midnight."""
-    windows: list[Window] = []
+    """Windows from (days, "HH:MM", "HH:MM") triples; an end before the start runs past midnight, an end equal
+    to the start means 24 hours. The same window named twice is kept once."""
+    windows: dict[Window, None] = {}
     for i, (days, start_text, end_text) in enumerate(specs):
         where = f"{field_name}.{i}"
         if not days:
@@ -164,12 +165,27 @@ def parse_windows(specs: Sequence[tuple[Sequence[str], str, str]], field_name: s
         if (sh, sm) == (24, 0):
             raise InvalidInput(f"{where}.start", "a window cannot start at 24:00")
         begin, finish = sh * 60 + sm, eh * 60 + em
-        if begin == finish:
-            raise InvalidInput(f"{where}.end", "a window needs an end different from its start")
         minutes = finish - begin if finish > begin else finish + 24 * 60 - begin
-        for day in dict.fromkeys(days):
-            windows.append(Window(WEEKDAYS.index(day), time(sh, sm), minutes))
+        for day in days:
+            windows[Window(WEEKDAYS.index(day), time(sh, sm), minutes)] = None
     return tuple(windows)
+
+
+def describe_windows(windows: Iterable[Window]) -> list[tuple[list[str], str, str]]:
+    """Windows as (days, "HH:MM", "HH:MM"), days grouped per start and length: what `parse_windows` reads back."""
+    grouped: dict[tuple[int, int], dict[int, None]] = {}
+    for w in windows:
+        grouped.setdefault((w.start.hour * 60 + w.start.minute, w.minutes), {})[w.weekday] = None
+    described = []
+    for (begin, minutes), days in grouped.items():
+        finish = (begin + minutes) % 1440
+        end = "24:00" if begin + minutes == 1440 else _clock(finish)
+        described.append(([WEEKDAYS[d] for d in sorted(days)], _clock(begin), end))
+    return described
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def window_intervals(

@@ -1,0 +1,56 @@
+"""CPU-heavy work off the event loop: a small pool of worker processes per service process.
+
+Resolving a long window of a large schedule takes long enough that, run on the event loop, it would hold up
+every other request, the liveness probe included. Threads would not help: the work is pure Python and holds
+the GIL. Worker processes do; the pool is small and bounded, so a burst of heavy reads queues instead of
+taking the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_pool: ProcessPoolExecutor | None = None
+_workers = 2
+
+
+def configure(workers: int) -> None:
+    """Size of the pool, set once at start-up before the first `run`."""
+    global _workers
+    _workers = workers
+
+
+def _ignore_signals() -> None:
+    # The parent decides when to stop; a Ctrl-C or SIGTERM sent to the process group must not kill a worker
+    # in the middle of a request the parent is still draining.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # spawn, not fork: forking a process that runs an event loop and holds sockets copies them into workers
+        _pool = ProcessPoolExecutor(
+            _workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals
+        )
+    return _pool
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker process; `fn` and its arguments and result must pickle."""
+    return await asyncio.get_running_loop().run_in_executor(_executor(), fn, *args)
+
+
+def shutdown() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
