@@ -45,7 +45,10 @@ def _executor() -> ProcessPoolExecutor:
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` in a worker process; `fn` and its arguments and result must pickle."""
+    """`fn(*args)` in a worker process; `fn` and its arguments and result must pickle. With no workers
+    configured it runs here, on the event loop (the benchmark's peer)."""
+    if _workers == 0:
+        return fn(*args)
     return await asyncio.get_running_loop().run_in_executor(_executor(), fn, *args)
 
 

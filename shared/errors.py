@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class InvalidInput(ValueError):
     """Input that breaks a domain rule (HTTP 422); `field` names the input at fault."""
@@ -28,3 +32,10 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     """The change clashes with the current state, e.g. a unique name is taken (HTTP 409)."""
+
+
+def found(value: T | None, what: str) -> T:
+    """`value`, or NotFound naming `what` when a lookup gave nothing."""
+    if value is None:
+        raise NotFound(what)
+    return value

@@ -136,7 +136,9 @@ LocalDate = Annotated[
     date,
     BeforeValidator(_iso_text(_ISO_DATE, "2026-12-25")),
     AfterValidator(_date_in_range),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": _YEAR, "description": f"A calendar date; {_RANGE}."}),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "pattern": _YEAR, "description": f"A calendar date; {_RANGE}."}
+    ),
 ]
 
 

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from shared import inbox
+from shared import cpu, inbox
 from shared.auth import TokenVerifier
 from shared.db import create_pool
 from shared.http import READINESS, Api, build_app
@@ -136,6 +136,7 @@ class Service:
     async def start(self) -> None:
         """Open HTTP and start the background work; returns without waiting for the database or Kafka."""
         s = self.settings
+        cpu.configure(s.cpu_workers)
         # No connection is opened here (min_size=0): the pool connects on first use, so a database that is
         # down shows in /readyz instead of keeping the HTTP server closed.
         self._pool = await create_pool(s.database_url, s.service_name, min_size=0, max_size=s.db_pool_max)
@@ -244,6 +245,7 @@ class Service:
                 await asyncio.wait_for(self._pool.close(), grace / 4)
             except Exception:
                 self._pool.terminate()
+        cpu.shutdown()
         log.info("service stopped")
 
     async def _housekeeping(self, every_s: float = 3600.0) -> None:

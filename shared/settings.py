@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
     inbox_retention_days: int = Field(default=14, ge=1)
+    # worker processes for CPU-heavy work such as resolving long schedule windows (shared.cpu); 0 runs it on
+    # the event loop, which only the benchmark's peer should do
+    cpu_workers: int = Field(default=2, ge=0, le=32)
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> ServiceSettings:

@@ -1,6 +1,6 @@
 """A consumer's in-memory view of published on-call timelines: who is on call on schedule S at instant T.
 
-Timelines are snapshots (DESIGN §2): each carries a schedule's whole resolved timeline for a horizon and a
+Timelines are snapshots: each carries a schedule's whole resolved timeline for a horizon and a
 version, so the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
 Lookups bisect the segment starts, so they cost O(log n) in the segments of one timeline. Instants are
 held and compared in `datetime.UTC`: two datetimes sharing one tzinfo object compare field by field, while

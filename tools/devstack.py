@@ -204,7 +204,7 @@ Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=respo
        {schedule}/v1/users/{seeded.get("admin_user_id", "<id>")}/calendar-token
 
   # bad input gets a problem document with a reason:
-  curl -s -H "Authorization: Bearer $TOKEN" -d '{{"name":""}}' {schedule}/v1/users
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"name":""}}' {schedule}/v1/users
 
 Then: make status | make logs NAME=notifier | make down""")
     return 0

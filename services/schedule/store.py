@@ -215,7 +215,8 @@ async def lock_schedules(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[
     rows = await conn.fetch(
         "SELECT * FROM schedules WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", sorted(set(ids))
     )
-    return [_load_schedule(r) for r in rows]
+    # readable ones only: one unreadable row must not stop the rolling job for every schedule in its batch
+    return _readable(rows, _load_schedule)
 
 
 async def insert_schedule(conn: asyncpg.Connection, s: Schedule) -> None:

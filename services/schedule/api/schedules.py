@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.schedule.api import api
 from services.schedule.api.directory import Name, TimeZone
 from services.schedule.api.models import LocalDateTimeOut, ShiftOut, Span, weekly, window_specs
-from services.schedule.domain.shifts import MAX_ROTATION_HOURS, Schedule, gaps_of, shifts_of
+from services.schedule.domain.shifts import MAX_ROTATION_HOURS, Schedule, Segment, gaps_of, shifts_of
 from services.schedule.service import schedules
 from services.schedule.service.commands import DefineSchedule, LayerSpec, ShiftSpec
 from shared.auth import ADMINS, ANYONE
@@ -157,17 +157,19 @@ async def replace_schedule(call: Call[ScheduleIn, None]) -> ScheduleOut:
            roles=ANYONE, path_types=SCHEDULE, query=Span, response=list[ShiftOut])
 async def schedule_shifts(call: Call[None, Span]) -> list[ShiftOut]:
     """Layers or static shifts with overrides and coverage on top; gaps are left out (see /gaps)."""
-    _, segments = await schedules.schedule_timeline(call.app[POOL], call.path["schedule_id"], call.query.from_,
-                                                    call.query.to)
-    return [ShiftOut.of(s) for s in shifts_of(segments)]
+    return [ShiftOut.of(s) for s in shifts_of(await _timeline(call))]
 
 
 @api.route("GET", "/v1/schedules/{schedule_id}/gaps", summary="Where nobody is on call in [from, to)",
            roles=ANYONE, path_types=SCHEDULE, query=Span, response=list[ShiftOut])
 async def schedule_gaps(call: Call[None, Span]) -> list[ShiftOut]:
-    _, segments = await schedules.schedule_timeline(call.app[POOL], call.path["schedule_id"], call.query.from_,
-                                                    call.query.to)
-    return [ShiftOut.of(s) for s in gaps_of(segments)]
+    return [ShiftOut.of(s) for s in gaps_of(await _timeline(call))]
+
+
+async def _timeline(call: Call[None, Span]) -> list[Segment]:
+    span = call.query
+    _, segments = await schedules.schedule_timeline(call.app[POOL], call.path["schedule_id"], span.from_, span.to)
+    return segments
 
 
 @api.route("GET", "/v1/schedules/{schedule_id}/oncall", summary="Who is on call on a schedule at an instant",

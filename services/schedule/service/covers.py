@@ -13,7 +13,7 @@ from services.schedule.service.commands import AddOverride
 from services.schedule.service.schedules import check_span, get_schedule, locked_schedule, publish_timeline, timeline
 from shared.auth import Principal
 from shared.db import transaction
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, found
 from shared.inbox import claim
 from shared.messages import (
     CoverageApplied,
@@ -53,9 +53,7 @@ async def remove_override(
     """Remove an override; only its creator or an admin may. Coverage is removed by revoking its request."""
     async with transaction(pool) as conn:
         schedule = await locked_schedule(conn, schedule_id)
-        cover = await store.get_cover(conn, schedule_id, override_id)
-        if cover is None:
-            raise NotFound(f"override {override_id}")
+        cover = found(await store.get_cover(conn, schedule_id, override_id), f"override {override_id}")
         if cover.source == "coverage":
             raise Conflict("this shift was taken by coverage request; revoke the request instead")
         if cover.created_by is not None:

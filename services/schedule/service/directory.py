@@ -12,7 +12,7 @@ from services.schedule.service import unique
 from services.schedule.service.commands import DefineTeam, EditUser, NewUser
 from shared.auth import AuthError, Forbidden, Principal
 from shared.db import transaction
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, found
 from shared.messages import TeamSnapshot, UserSnapshot, utcnow
 from shared.outbox import enqueue
 
@@ -50,9 +50,7 @@ async def edit_user(pool: asyncpg.Pool, actor: Principal, cmd: EditUser) -> User
     a user also revokes their calendar feed token."""
     actor.require_self_or_admin(cmd.user_id)
     async with transaction(pool) as conn:
-        current = await store.get_user(conn, cmd.user_id, lock=True)
-        if current is None:
-            raise NotFound(f"user {cmd.user_id}")
+        current = found(await store.get_user(conn, cmd.user_id, lock=True), f"user {cmd.user_id}")
         try:
             edited = domain.edit_user(current, dict(cmd.changes), by_admin=actor.is_admin)
         except PermissionError as exc:
@@ -72,10 +70,7 @@ async def edit_user(pool: asyncpg.Pool, actor: Principal, cmd: EditUser) -> User
 
 
 async def get_user(pool: asyncpg.Pool | asyncpg.Connection, user_id: UUID) -> User:
-    user = await store.get_user(pool, user_id)
-    if user is None:
-        raise NotFound(f"user {user_id}")
-    return user
+    return found(await store.get_user(pool, user_id), f"user {user_id}")
 
 
 async def list_users(pool: asyncpg.Pool, limit: int, offset: int) -> list[User]:
@@ -96,9 +91,7 @@ async def create_team(pool: asyncpg.Pool, cmd: DefineTeam) -> Team:
 async def set_team_members(pool: asyncpg.Pool, team_id: UUID, member_ids: tuple[UUID, ...]) -> Team:
     """Replace a team's members (in order) and publish its snapshot."""
     async with transaction(pool) as conn:
-        team = await store.get_team(conn, team_id, lock=True)
-        if team is None:
-            raise NotFound(f"team {team_id}")
+        team = found(await store.get_team(conn, team_id, lock=True), f"team {team_id}")
         changed = domain.change_members(team, list(member_ids), await store.existing_user_ids(conn, member_ids))
         await store.update_team(conn, changed)
         await enqueue(conn, team_snapshot(changed))
@@ -106,10 +99,7 @@ async def set_team_members(pool: asyncpg.Pool, team_id: UUID, member_ids: tuple[
 
 
 async def get_team(pool: asyncpg.Pool, team_id: UUID) -> Team:
-    team = await store.get_team(pool, team_id)
-    if team is None:
-        raise NotFound(f"team {team_id}")
-    return team
+    return found(await store.get_team(pool, team_id), f"team {team_id}")
 
 
 async def list_teams(pool: asyncpg.Pool) -> list[Team]:

@@ -14,7 +14,7 @@ from services.schedule.service import unique
 from services.schedule.service.commands import DefinePolicy
 from services.schedule.service.schedules import get_schedule, timeline
 from shared.db import transaction
-from shared.errors import NotFound
+from shared.errors import found
 from shared.messages import PolicyRule, PolicySnapshot
 from shared.outbox import enqueue
 
@@ -49,9 +49,7 @@ async def create_policy(pool: asyncpg.Pool, cmd: DefinePolicy) -> Policy:
 async def replace_policy(pool: asyncpg.Pool, policy_id: UUID, cmd: DefinePolicy) -> Policy:
     """Replace an escalation policy's name, rules and repeat count, and publish its snapshot."""
     async with transaction(pool) as conn:
-        current = await store.get_policy(conn, policy_id, lock=True)
-        if current is None:
-            raise NotFound(f"policy {policy_id}")
+        current = found(await store.get_policy(conn, policy_id, lock=True), f"policy {policy_id}")
         policy = await _checked_policy(conn, policy_id, cmd, current.version + 1)
         with unique(f"a policy named {policy.name} exists"):
             await store.update_policy(conn, policy)
@@ -60,10 +58,7 @@ async def replace_policy(pool: asyncpg.Pool, policy_id: UUID, cmd: DefinePolicy)
 
 
 async def get_policy(pool: asyncpg.Pool | asyncpg.Connection, policy_id: UUID) -> Policy:
-    policy = await store.get_policy(pool, policy_id)
-    if policy is None:
-        raise NotFound(f"policy {policy_id}")
-    return policy
+    return found(await store.get_policy(pool, policy_id), f"policy {policy_id}")
 
 
 async def list_policies(pool: asyncpg.Pool, limit: int, offset: int) -> list[Policy]:

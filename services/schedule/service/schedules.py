@@ -25,7 +25,7 @@ from services.schedule.service import unique
 from services.schedule.service.commands import DefineSchedule, WindowSpec
 from shared import cpu
 from shared.db import transaction
-from shared.errors import InvalidInput, NotFound
+from shared.errors import InvalidInput, NotFound, found
 from shared.messages import ScheduleTimeline, TimelineSegment
 from shared.outbox import enqueue
 
@@ -104,10 +104,7 @@ async def locked_schedule(conn: asyncpg.Connection, schedule_id: UUID) -> Schedu
 
 
 async def get_schedule(pool: asyncpg.Pool | asyncpg.Connection, schedule_id: UUID) -> Schedule:
-    schedule = await store.get_schedule(pool, schedule_id)
-    if schedule is None:
-        raise NotFound(f"schedule {schedule_id}")
-    return schedule
+    return found(await store.get_schedule(pool, schedule_id), f"schedule {schedule_id}")
 
 
 async def list_schedules(pool: asyncpg.Pool, limit: int, offset: int) -> list[Schedule]:

@@ -14,7 +14,7 @@ from services.schedule.service import unique
 from services.schedule.service.commands import DefineSupportHours
 from services.schedule.service.schedules import windows_of
 from shared.db import transaction
-from shared.errors import NotFound
+from shared.errors import found
 from shared.messages import SupportHoursSnapshot, WeeklyWindow
 from shared.outbox import enqueue
 
@@ -50,9 +50,7 @@ async def create_support_hours(pool: asyncpg.Pool, cmd: DefineSupportHours) -> S
 async def replace_support_hours(pool: asyncpg.Pool, hours_id: UUID, cmd: DefineSupportHours) -> SupportHours:
     """Replace support hours' windows, zone and holidays, and publish their snapshot."""
     async with transaction(pool) as conn:
-        current = await store.get_support_hours(conn, hours_id, lock=True)
-        if current is None:
-            raise NotFound(f"support hours {hours_id}")
+        current = found(await store.get_support_hours(conn, hours_id, lock=True), f"support hours {hours_id}")
         hours = _checked(hours_id, cmd, current.version + 1)
         with unique(f"support hours named {hours.name} exist"):
             await store.update_support_hours(conn, hours)
@@ -61,10 +59,7 @@ async def replace_support_hours(pool: asyncpg.Pool, hours_id: UUID, cmd: DefineS
 
 
 async def get_support_hours(pool: asyncpg.Pool, hours_id: UUID) -> SupportHours:
-    hours = await store.get_support_hours(pool, hours_id)
-    if hours is None:
-        raise NotFound(f"support hours {hours_id}")
-    return hours
+    return found(await store.get_support_hours(pool, hours_id), f"support hours {hours_id}")
 
 
 async def list_support_hours(pool: asyncpg.Pool, limit: int, offset: int) -> list[SupportHours]:
