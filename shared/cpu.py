@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -27,11 +30,19 @@ def configure(workers: int) -> None:
     _workers = workers
 
 
-def _ignore_signals() -> None:
+def _worker_init(parent: int) -> None:
     # The parent decides when to stop; a Ctrl-C or SIGTERM sent to the process group must not kill a worker
-    # in the middle of a request the parent is still draining.
+    # in the middle of a request the parent is still draining. A parent that dies without stopping the pool
+    # (SIGKILL) must not leave its workers behind.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -39,7 +50,8 @@ def _executor() -> ProcessPoolExecutor:
     if _pool is None:
         # spawn, not fork: forking a process that runs an event loop and holds sockets copies them into workers
         _pool = ProcessPoolExecutor(
-            _workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals
+            _workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
     return _pool
 
