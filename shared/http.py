@@ -12,6 +12,7 @@ credentials 401, a wrong role 403, an unknown route 404, the database unreachabl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -281,6 +282,14 @@ class Call(Generic[B, Q]):
 RouteHandler = Callable[[Call[Any, Any]], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """An answer already serialised through the route's response type (`Api.render`), e.g. built off the event
+    loop in a worker process because it is large."""
+
+    body: bytes
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -397,6 +406,8 @@ class Operation:
         result = await self.handler(Call(request, caller, body, query, path))
         if isinstance(result, web.StreamResponse):
             return result
+        if isinstance(result, Rendered):
+            return web.Response(body=result.body, status=self.status, content_type="application/json")
         if self._answer is None:
             return web.Response(status=self.status)
         return web.Response(body=self._answer.dump_json(result), status=self.status, content_type="application/json")
@@ -507,6 +518,16 @@ class Api:
 
 
 API = web.AppKey("api", Api)
+
+
+def render(response: Any, value: Any) -> Rendered:
+    """`value` serialised as the response type `response` declares, wherever this runs (a worker process too)."""
+    return Rendered(_adapter(response).dump_json(value))
+
+
+@functools.cache
+def _adapter(response: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(response)
 
 
 def _handler(op: Operation) -> Handler:

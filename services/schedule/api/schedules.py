@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -15,7 +16,7 @@ from services.schedule.domain.shifts import MAX_ROTATION_HOURS, Schedule, Segmen
 from services.schedule.service import schedules
 from services.schedule.service.commands import DefineSchedule, LayerSpec, ShiftSpec
 from shared.auth import ADMINS, ANYONE
-from shared.http import At, Call, Instant, LocalDateTime, Page
+from shared.http import At, Call, Instant, LocalDateTime, Page, Rendered, render
 from shared.messages import WeeklyWindow, utcnow
 from shared.runtime import POOL
 
@@ -126,6 +127,7 @@ class OnCallOut(BaseModel):
 
 
 SCHEDULE = {"schedule_id": UUID}
+SHIFTS = list[ShiftOut]
 
 
 @api.route("POST", "/v1/schedules", summary="Create a schedule", roles=ADMINS, body=ScheduleIn, response=ScheduleOut,
@@ -154,22 +156,31 @@ async def replace_schedule(call: Call[ScheduleIn, None]) -> ScheduleOut:
 
 
 @api.route("GET", "/v1/schedules/{schedule_id}/shifts", summary="Final shifts of a schedule in [from, to)",
-           roles=ANYONE, path_types=SCHEDULE, query=Span, response=list[ShiftOut])
-async def schedule_shifts(call: Call[None, Span]) -> list[ShiftOut]:
+           roles=ANYONE, path_types=SCHEDULE, query=Span, response=SHIFTS)
+async def schedule_shifts(call: Call[None, Span]) -> Rendered:
     """Layers or static shifts with overrides and coverage on top; gaps are left out (see /gaps)."""
-    return [ShiftOut.of(s) for s in shifts_of(await _timeline(call))]
+    return await _timeline(call, _render_shifts)
 
 
 @api.route("GET", "/v1/schedules/{schedule_id}/gaps", summary="Where nobody is on call in [from, to)",
-           roles=ANYONE, path_types=SCHEDULE, query=Span, response=list[ShiftOut])
-async def schedule_gaps(call: Call[None, Span]) -> list[ShiftOut]:
-    return [ShiftOut.of(s) for s in gaps_of(await _timeline(call))]
+           roles=ANYONE, path_types=SCHEDULE, query=Span, response=SHIFTS)
+async def schedule_gaps(call: Call[None, Span]) -> Rendered:
+    return await _timeline(call, _render_gaps)
 
 
-async def _timeline(call: Call[None, Span]) -> list[Segment]:
+# A 400-day window of a large schedule is thousands of shifts: the answer is built in the worker process
+# that resolves it (these run there), so the event loop only sends bytes.
+def _render_shifts(segments: list[Segment]) -> Rendered:
+    return render(SHIFTS, [ShiftOut.of(s) for s in shifts_of(segments)])
+
+
+def _render_gaps(segments: list[Segment]) -> Rendered:
+    return render(SHIFTS, [ShiftOut.of(s) for s in gaps_of(segments)])
+
+
+async def _timeline(call: Call[None, Span], then: Callable[[list[Segment]], Rendered]) -> Rendered:
     span = call.query
-    _, segments = await schedules.schedule_timeline(call.app[POOL], call.path["schedule_id"], span.from_, span.to)
-    return segments
+    return await schedules.schedule_timeline(call.app[POOL], call.path["schedule_id"], span.from_, span.to, then)
 
 
 @api.route("GET", "/v1/schedules/{schedule_id}/oncall", summary="Who is on call on a schedule at an instant",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from services.schedule import domain, store
 from services.schedule.domain.shifts import (
+    Cover,
     Horizon,
     Schedule,
     Segment,
@@ -29,6 +32,7 @@ from shared.errors import InvalidInput, NotFound, found
 from shared.messages import ScheduleTimeline, TimelineSegment
 from shared.outbox import enqueue
 
+T = TypeVar("T")
 HORIZON = Horizon()
 MAX_QUERY_SPAN = timedelta(days=400)
 # "who is on call at T" answers with the whole shift around T, looked for this far on either side
@@ -117,6 +121,16 @@ def check_span(start: datetime, end: datetime, end_field: str = "to") -> None:
         raise InvalidInput(end_field, f"at most {MAX_QUERY_SPAN.days} days after the start")
 
 
+def _segments(segments: list[Segment]) -> list[Segment]:
+    return segments
+
+
+def _resolved(
+    then: Callable[[list[Segment]], T], schedule: Schedule, covers: list[Cover], start: datetime, end: datetime
+) -> T:
+    return then(resolve(schedule, covers, start, end))
+
+
 async def timeline(
     conn: asyncpg.Pool | asyncpg.Connection, schedule: Schedule, start: datetime, end: datetime
 ) -> list[Segment]:
@@ -124,22 +138,32 @@ async def timeline(
 
     Resolution runs in a worker process (shared.cpu): a long window of a large schedule is CPU work that,
     on the event loop, would hold up every other request and the liveness probe."""
+    return await _timeline_then(conn, schedule, start, end, _segments)
+
+
+async def _timeline_then(
+    conn: asyncpg.Pool | asyncpg.Connection, schedule: Schedule, start: datetime, end: datetime,
+    then: Callable[[list[Segment]], T],
+) -> T:
     covers = await store.covers_between(conn, schedule.id, start, end)
-    return await cpu.run(resolve, schedule, covers, start, end)
+    return await cpu.run(_resolved, then, schedule, covers, start, end)
 
 
 async def schedule_timeline(
-    pool: asyncpg.Pool, schedule_id: UUID, start: datetime, end: datetime
-) -> tuple[Schedule, list[Segment]]:
+    pool: asyncpg.Pool, schedule_id: UUID, start: datetime, end: datetime,
+    then: Callable[[list[Segment]], T] = _segments,  # type: ignore[assignment]
+) -> T:
+    """`then(final timeline of [start, end))`. `then` (a module-level function) runs in the worker process
+    too, so a caller that turns many segments into an answer does that off the event loop as well."""
     check_span(start, end)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         schedule = await get_schedule(conn, schedule_id)
-        return schedule, await timeline(conn, schedule, start, end)
+        return await _timeline_then(conn, schedule, start, end, then)
 
 
 async def on_call(pool: asyncpg.Pool, schedule_id: UUID, at: datetime) -> Segment:
     """The shift (or gap) holding `at`; one longer than ON_CALL_REACH on either side is cut there."""
-    _, segments = await schedule_timeline(pool, schedule_id, at - ON_CALL_REACH, at + ON_CALL_REACH)
+    segments: list[Segment] = await schedule_timeline(pool, schedule_id, at - ON_CALL_REACH, at + ON_CALL_REACH)
     found = on_call_at(segments, at)
     assert found is not None  # the timeline is contiguous over the window, which holds `at`
     return found
