@@ -393,7 +393,7 @@ class Operation:
         if not protected and self.roles:
             raise ValueError(f"{self.method} {self.path}: only /v1 routes take a token; declare roles=PUBLIC")
         self._paths = {name: TypeAdapter(kind) for name, kind in self.path_types.items()}
-        self._answer = TypeAdapter(self.response) if self.response is not None else None
+        self._answer = _adapter(self.response) if self.response is not None else None
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         caller = request.get(PRINCIPAL)
