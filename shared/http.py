@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
 
 import structlog
 from aiohttp import web
@@ -54,9 +55,10 @@ Q = TypeVar("Q")
 PRINCIPAL = web.RequestKey("principal", Principal)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 READINESS = web.AppKey("readiness", list[tuple[str, Callable[[], Awaitable[None]], bool]])
-# Called with the authenticated caller on every /v1 request; raises AuthError to refuse (e.g. a deactivated user).
-CallerCheck = Callable[[web.Application, Principal], Awaitable[None]]
-CALLER_CHECK: web.AppKey[CallerCheck] = web.AppKey("caller_check")
+
+# Whether the service's own directory or user projection knows this user as deactivated (see Api.deactivated).
+Deactivated = Callable[[web.Application, UUID], Awaitable[bool]]
+DEACTIVATED: web.AppKey[Deactivated] = web.AppKey("deactivated")
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -181,7 +183,7 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
         data = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or a number past Python's digit limit
         raise Problem(400, "Malformed JSON", f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise Problem(400, "Malformed JSON", f"request body nests deeper than {MAX_JSON_DEPTH} levels") from exc
@@ -364,9 +366,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise request.match_info.http_exception
     if request.path.startswith("/v1/"):
         caller = await request.app[VERIFIER].authenticate(request.headers.get("Authorization"))
-        check = request.app.get(CALLER_CHECK)
-        if check is not None:
-            await check(request.app, caller)
+        deactivated = request.app.get(DEACTIVATED)
+        if deactivated is not None and await deactivated(request.app, caller.user_id):
+            raise AuthError("this user is deactivated")
         request[PRINCIPAL] = caller
     return await handler(request)
 
@@ -419,8 +421,9 @@ class Api:
     def __init__(self, title: str, version: str, description: str = "") -> None:
         self.title, self.version, self.description = title, version, description
         self.operations: list[Operation] = []
-        # Runs for every authenticated /v1 request (e.g. refuse a user the directory knows as deactivated).
-        self.caller_check: CallerCheck | None = None
+        # Tokens cannot be revoked, so every /v1 request asks this (when set) and refuses a deactivated user
+        # with 401. An id the service does not know is not refused (e.g. an operator's admin token).
+        self.deactivated: Deactivated | None = None
 
     def route(
         self,
@@ -629,8 +632,8 @@ def build_app(api: Api, verifier: TokenVerifier) -> web.Application:
     app[VERIFIER] = verifier
     app[API] = api
     app[READINESS] = []
-    if api.caller_check is not None:
-        app[CALLER_CHECK] = api.caller_check
+    if api.deactivated is not None:
+        app[DEACTIVATED] = api.deactivated
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from aiohttp import web
 from pydantic import BaseModel
 
-from services.notifier import store
+from services.notifier import service
 from shared.auth import ANYONE
-from shared.errors import NotFound
 from shared.http import Api, Call, Page
 from shared.runtime import POOL
 
 api = Api("notifier", "1.0.0", "Push and voice notifications: devices, preferences, delivery history.")
+
+
+async def _deactivated(app: web.Application, user_id: UUID) -> bool:
+    return await service.is_deactivated(app[POOL], user_id)
+
+
+api.deactivated = _deactivated
 
 
 class RecipientOut(BaseModel):
@@ -46,10 +53,7 @@ async def get_recipient(call: Call[None, None]) -> RecipientOut:
     """notifier's own copy of a user, built from schedule's user snapshots."""
     user_id = call.path["user_id"]
     call.actor.require_self_or_admin(user_id)
-    row = await store.get_recipient(call.app[POOL], user_id)
-    if row is None:
-        raise NotFound(f"recipient {user_id}")
-    return RecipientOut.model_validate(dict(row))
+    return RecipientOut.model_validate(dict(await service.get_recipient(call.app[POOL], user_id)))
 
 
 @api.route("GET", "/v1/notifications", summary="Notification history", roles=ANYONE, query=HistoryQuery,
@@ -58,5 +62,5 @@ async def list_notifications(call: Call[None, HistoryQuery]) -> list[DeliveryOut
     """The caller's own notifications, newest first; an admin may name another `user_id`."""
     user_id = call.query.user_id or call.actor.user_id
     call.actor.require_self_or_admin(user_id)
-    deliveries = await store.list_deliveries(call.app[POOL], user_id, limit=call.query.limit, offset=call.query.offset)
+    deliveries = await service.list_deliveries(call.app[POOL], user_id, call.query.limit, call.query.offset)
     return [DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 
 from services.notifier import store
 from services.notifier.domain import Delivery
 from shared.db import transaction
+from shared.errors import found
 from shared.inbox import claim
 from shared.logs import get_logger
 from shared.messages import NotificationQueued, SendNotification, UserSnapshot
@@ -49,3 +50,18 @@ async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> 
         )
     log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id))
     return delivery
+
+
+async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
+    """Whether schedule's user snapshots say this user is deactivated; their tokens then stop working (401)."""
+    return await store.is_deactivated(pool, user_id)
+
+
+async def get_recipient(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record:
+    """notifier's own copy of a user."""
+    return found(await store.get_recipient(pool, user_id), f"recipient {user_id}")
+
+
+async def list_deliveries(pool: asyncpg.Pool, user_id: UUID, limit: int, offset: int) -> list[Delivery]:
+    """A user's notifications, newest first."""
+    return await store.list_deliveries(pool, user_id, limit=limit, offset=offset)

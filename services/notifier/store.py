@@ -23,6 +23,11 @@ async def get_recipient(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record | N
     return await pool.fetchrow("SELECT * FROM recipients WHERE user_id = $1", user_id)
 
 
+async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
+    """Whether the projection holds this user as deactivated (unknown users are not)."""
+    return bool(await pool.fetchval("SELECT NOT active FROM recipients WHERE user_id = $1", user_id))
+
+
 async def insert_delivery(conn: asyncpg.Connection, d: Delivery, command_event_id: UUID) -> bool:
     """False when a delivery with the same idempotency key exists."""
     inserted = await conn.fetchval(

@@ -202,3 +202,24 @@ async def test_logs_are_json_lines_carrying_the_correlation_id_across_services(s
     (request,) = [e for e in lines_with_id("schedule") if e["event"] == "http request"]
     assert (request["route"], request["status"], request["service"]) == ("/v1/users", 201, "schedule")
     assert request["request_id"] and request["timestamp"].endswith("Z")
+
+
+async def test_a_deactivated_users_token_stops_working_in_schedule_and_notifier(stack: Stack) -> None:
+    user = await new_user(stack)
+    own = token(user["id"], "responder")
+    history = stack.url("notifier", "/v1/notifications")
+    profile = stack.url("schedule", f"/v1/users/{user['id']}")
+
+    async def notifier_knows() -> bool:
+        return (await call("GET", stack.url("notifier", f"/v1/recipients/{user['id']}"), headers=ADMIN))[0] == 200
+
+    await eventually(notifier_knows, what="recipient projected in notifier")
+    assert (await call("GET", history, headers=own))[0] == 200
+    status, _ = await call("PATCH", profile, json={"active": False}, headers=ADMIN)
+    assert status == 200
+    assert (await call("PATCH", profile, json={"name": "Still me"}, headers=own))[0] == 401
+
+    async def refused_by_notifier() -> bool:
+        return (await call("GET", history, headers=own))[0] == 401
+
+    await eventually(refused_by_notifier, what="notifier refuses the deactivated user (snapshot over Kafka)")

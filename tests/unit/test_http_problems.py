@@ -195,6 +195,13 @@ async def test_a_body_not_declared_as_json_is_415(client: TestClient, content_ty
     assert ok.status == 201
 
 
+@pytest.mark.parametrize("body", [b'{"hours": ' + b"9" * 5000 + b"}", b"\xff\xfe{}"])
+async def test_json_python_cannot_read_is_400(client: TestClient, body: bytes) -> None:
+    assert "not valid JSON" in (await problem(await client.post("/v1/shifts", data=body, headers=json_bearer()), 400))[
+        "detail"
+    ]
+
+
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 40 + b"]" * 40])
 async def test_deeply_nested_json_is_400(client: TestClient, body: bytes) -> None:
     detail = (await problem(await client.post("/v1/shifts", data=body, headers=json_bearer()), 400))["detail"]

@@ -10,7 +10,7 @@ from services.schedule import domain, store
 from services.schedule.domain import Team, User
 from services.schedule.service import unique
 from services.schedule.service.commands import DefineTeam, EditUser, NewUser
-from shared.auth import AuthError, Forbidden, Principal
+from shared.auth import Forbidden, Principal
 from shared.db import transaction
 from shared.errors import Conflict, found
 from shared.messages import TeamSnapshot, UserSnapshot, utcnow
@@ -29,10 +29,9 @@ def team_snapshot(team: Team) -> TeamSnapshot:
     return TeamSnapshot(team_id=team.id, version=team.version, name=team.name, member_ids=list(team.member_ids))
 
 
-async def refuse_deactivated(pool: asyncpg.Pool, caller: Principal) -> None:
-    """A deactivated user's token no longer works here, whatever its expiry (401)."""
-    if await store.is_deactivated(pool, caller.user_id):
-        raise AuthError("this user is deactivated")
+async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
+    """Whether the directory holds this user as deactivated; their tokens then stop working (401)."""
+    return await store.is_deactivated(pool, user_id)
 
 
 async def create_user(pool: asyncpg.Pool, cmd: NewUser) -> User:
