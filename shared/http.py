@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -43,7 +43,7 @@ from shared.auth import AuthError, Forbidden, Principal, TokenVerifier
 from shared.db import DATABASE_UNAVAILABLE
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.logs import CORRELATION_ID, get_logger
-from shared.messages import Role
+from shared.messages import EARLIEST, INSTANT_RANGE, LATEST, Role, in_range_utc
 
 log = get_logger(__name__)
 
@@ -68,13 +68,10 @@ RETRY_AFTER_S = 5
 MAX_JSON_DEPTH = 32
 
 # --- instants the API accepts --------------------------------------------------------------------------------
-# Every instant and local date-time the API takes lies in [EARLIEST, LATEST): far from datetime's own ends, so
-# no arithmetic on an accepted value (look-backs, horizons, 400-day windows) can overflow.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# Every instant, local date-time and date the API takes lies in the platform's range (shared.messages).
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_RANGE = f"from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}"
+_RANGE = INSTANT_RANGE
 # The same range said in the published schema: the year is 1970 to 2199.
 _YEAR = r"^(19[7-9]\d|2[01]\d\d)-"
 
@@ -92,12 +89,6 @@ def _iso_text(pattern: re.Pattern[str], example: str) -> Callable[[Any], Any]:
     return check
 
 
-def _in_range_utc(value: datetime) -> datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(f"must lie {_RANGE}")
-    return value.astimezone(UTC)
-
-
 def _local_in_range(value: datetime) -> datetime:
     if not EARLIEST.replace(tzinfo=None) <= value < LATEST.replace(tzinfo=None):
         raise ValueError(f"must lie {_RANGE}")
@@ -113,7 +104,7 @@ def _date_in_range(value: date) -> date:
 Instant = Annotated[
     AwareDatetime,
     BeforeValidator(_iso_text(_ISO_DATETIME, "2026-03-08T09:00:00Z")),
-    AfterValidator(_in_range_utc),
+    AfterValidator(in_range_utc),
     WithJsonSchema(
         {"type": "string", "format": "date-time", "pattern": _YEAR, "description": f"With a UTC offset; {_RANGE}."}
     ),

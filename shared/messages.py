@@ -8,15 +8,32 @@ can ignore a snapshot older than what it already holds.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Every instant the platform accepts from outside (HTTP or Kafka) lies in [EARLIEST, LATEST): far from
+# datetime's own ends, so no arithmetic on an accepted value (look-backs, horizons, windows) can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+INSTANT_RANGE = f"from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}"
+
+
+def in_range_utc(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie {INSTANT_RANGE}")
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(in_range_utc)]
+"""An aware instant inside the platform's range, held in UTC."""
 
 
 class Message(BaseModel):
@@ -116,8 +133,8 @@ class TimelineSegment(BaseModel):
     """[start, end) of a schedule's final timeline: who is on call (None: nobody, an explicit gap) and why."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     user_id: UUID | None
     source: Source
     ref: UUID | None = None
@@ -135,8 +152,8 @@ class ScheduleTimeline(Message):
     version: int = Field(ge=1)
     name: str
     time_zone: str
-    horizon_start: AwareDatetime
-    horizon_end: AwareDatetime
+    horizon_start: Instant
+    horizon_end: Instant
     segments: list[TimelineSegment]
 
 
@@ -188,13 +205,22 @@ class SupportHoursSnapshot(Message):
     holidays: list[date]
 
 
+MAX_SHIFT_DAYS = 400
+
+
 class ShiftRef(BaseModel):
-    """One shift of one schedule, [start, end)."""
+    """One shift of one schedule, [start, end), at most MAX_SHIFT_DAYS long."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schedule_id: UUID
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
+
+    @model_validator(mode="after")
+    def _bounded_span(self) -> ShiftRef:
+        if self.end - self.start > timedelta(days=MAX_SHIFT_DAYS):
+            raise ValueError(f"a shift spans at most {MAX_SHIFT_DAYS} days")
+        return self
 
 
 class CoverageRequestAccepted(Message):

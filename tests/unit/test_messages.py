@@ -4,7 +4,7 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from shared.messages import SendNotification, UserSnapshot
+from shared.messages import CoverageRequestAccepted, SendNotification, UserSnapshot
 from shared.topics import ALL_TOPICS, NOTIFICATION_COMMANDS, USERS, topic_for
 
 
@@ -56,3 +56,21 @@ def test_topics_are_versioned_and_have_dead_letter_topics() -> None:
     for topic in ALL_TOPICS:
         assert topic.name.endswith(".v1")
         assert topic.dlq == topic.name + ".dlq"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-01T00:00:00Z", "9999-12-31T00:00:00Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"),
+        ("2026-01-01T00:00:00Z", "2027-06-01T00:00:00Z"),
+    ],
+)
+def test_a_coverage_record_with_instants_past_the_platforms_range_is_poison(start: str, end: str) -> None:
+    """Refused when parsed, so the guard parks it at once instead of retrying a resolution that overflows."""
+    record = {
+        "type": "CoverageRequestAccepted", "request_id": str(uuid4()), "requester_id": str(uuid4()),
+        "covering_user_id": str(uuid4()), "shifts": [{"schedule_id": str(uuid4()), "start": start, "end": end}],
+    }
+    with pytest.raises(ValidationError):
+        CoverageRequestAccepted.model_validate(record)
