@@ -1,4 +1,4 @@
-"""A service's process: pool, broker, outbox relay, web app, and an orderly stop on SIGTERM.
+"""A service's process: pool, broker, outbox relay, durable timers, web app, and an orderly stop on SIGTERM.
 
 Start-up never waits for Kafka. The signal handlers come first, then the HTTP server (the pool connects
 lazily), and only then, in a background task that retries with backoff, the topics, the outbox producer and
@@ -13,8 +13,10 @@ taking all of them out of the load balancer for it would be an outage.
 
 Shutdown order matters for "never lose a page": stop taking HTTP (in-flight requests finish), stop the
 consumers (an unfinished message is not committed and will be redelivered; a clean stop also leaves the
-group, so the next member is assigned at once), publish what the outbox still holds, then close the
-producer and the pool.
+group, so the next member is assigned at once), stop the timer runner (the timer being fired commits or
+rolls back and stays due), publish what the outbox still holds, then close the producer and the pool.
+The timer runner starts with the HTTP server and needs only the pool: timers fire while Kafka is away, their
+messages waiting in the outbox.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from shared.kafka import ensure_topics, make_broker, subscriber_options
 from shared.logs import configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.timers import Handler, TimerRunner
 from shared.topics import Topic
 
 log = get_logger(__name__)
@@ -86,6 +89,9 @@ class Service:
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
         self._job_tasks: list[asyncio.Task[None]] = []
+        self._timer_handlers: dict[str, Handler] = {}
+        self._timers: TimerRunner | None = None
+        self._timers_task: asyncio.Task[None] | None = None
         self._memberships: list[_Membership] = []
         self._connecting: asyncio.Task[None] | None = None
         self._producer_started = False
@@ -125,6 +131,21 @@ class Service:
 
         return register
 
+    def timer(self, kind: str) -> Callable[[Handler], Handler]:
+        """Register the handler of durable timers of `kind` (`shared.timers.schedule`): `async (conn, timer)`.
+
+        It runs inside the transaction that removes the timer, so its writes and outbox rows commit with the
+        firing; raising rolls them back and retries the timer with backoff (see shared/timers.py).
+        """
+
+        def register(handler: Handler) -> Handler:
+            if kind in self._timer_handlers:
+                raise ValueError(f"timer kind {kind!r} already has a handler")
+            self._timer_handlers[kind] = handler
+            return handler
+
+        return register
+
     async def _repeat(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
             try:
@@ -156,6 +177,17 @@ class Service:
         self.port = self._runner.addresses[0][1]
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         self._job_tasks = [asyncio.create_task(self._repeat(*job), name=job[0]) for job in self._jobs]
+        if self._timer_handlers:
+            # Backs off by itself while the database is unreachable, so it never holds up start-up.
+            self._timers = TimerRunner(
+                self._pool,
+                s.service_name,
+                self._timer_handlers,
+                concurrency=s.timer_concurrency,
+                poll_interval_s=s.timer_poll_interval_s,
+                max_attempts=s.timer_max_attempts,
+            )
+            self._timers_task = asyncio.create_task(self._timers.run(), name="timers")
         self._connecting = asyncio.create_task(self._connect_kafka(), name="kafka-start")
         log.info("service started; connecting to Kafka in the background", http=f"http://{s.http_host}:{self.port}")
 
@@ -228,6 +260,13 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._timers is not None and self._timers_task is not None:
+            # Before the outbox flush, so what the last fired timers enqueued is published too.
+            self._timers.stop()
+            try:
+                await asyncio.wait_for(self._timers_task, grace / 4)
+            except Exception as exc:  # on a timeout wait_for cancels it: the timer in hand rolls back, stays due
+                log.warning("timer runner did not stop cleanly", error=repr(exc))
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             with contextlib.suppress(Exception):

@@ -35,6 +35,9 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    timer_poll_interval_s: float = Field(default=1.0, gt=0)
+    timer_max_attempts: int = Field(default=5, ge=1)
+    timer_concurrency: int = Field(default=2, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
     inbox_retention_days: int = Field(default=14, ge=1)

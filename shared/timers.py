@@ -1,0 +1,367 @@
+"""Durable timers: something a service must do later, kept as a row in its own schema.
+
+A use case calls `schedule` inside the transaction that changes state, so the deadline commits with the
+change (and `cancel` when the deadline no longer applies). At most one timer is pending per (kind, key):
+scheduling it again moves its due time and replaces its payload, which is how a deadline is re-armed.
+
+`TimerRunner` fires due timers, each in a transaction of its own: it claims the earliest due row with
+`FOR UPDATE SKIP LOCKED` (so replicas never take the same one), deletes it and calls the kind's handler on
+the same connection inside a savepoint, then commits. The handler's writes, the outbox rows it enqueues and
+the timer's removal therefore commit together: the effect happens once across replicas, and a crash before
+the commit leaves the timer due for the next runner. A handler may call `schedule` for its own (kind, key)
+to fire again later (the row is already deleted, so that inserts a new one).
+
+A handler that raises is rolled back to the savepoint while the claim is kept, so its failure is recorded
+atomically: attempts + 1 and an exponential backoff, and after `max_attempts` the timer moves to
+`timers_parked` with its last error. A transient failure (database unreachable, deadlock, serialization
+failure, connection reset) is not the handler's fault and never counts as an attempt: the timer is retried
+shortly, and if the database itself is gone the pass stops and the runner backs off. A timer whose kind has
+no handler here is left alone, with one warning per kind: during a rolling deploy another version of the
+service may be the one that handles it.
+
+Wake-ups: `schedule` NOTIFYs `<schema>_timers` (delivered on commit); the runner LISTENs on a connection of
+its own (replaced when it dies, as the outbox relay does) and otherwise sleeps until the earliest due time,
+never longer than the poll interval. The clock is the database's `now()`, one clock for every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from shared.db import DATABASE_UNAVAILABLE
+from shared.kafka import TRANSIENT as TRANSIENT_FAILURES
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = tuple(dict.fromkeys((*TRANSIENT_FAILURES, *DATABASE_UNAVAILABLE)))
+
+FIRED = Counter("timers_fired_total", "Timers whose handler committed", ["kind"])
+FAILED = Counter("timers_failed_total", "Timer handler runs that raised and were rolled back", ["kind"])
+PARKED = Counter("timers_parked_total", "Timers that kept failing, moved to timers_parked", ["kind"])
+
+_RELISTEN_S = 5.0  # without a LISTEN, poll at least this often so a new listener is tried soon
+_UNHANDLED_CHECK_S = 60.0
+_MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Timer:
+    id: int
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+    attempts: int  # failed runs so far; 0 on the first
+
+
+Handler = Callable[[asyncpg.Connection, Timer], Awaitable[None]]
+
+
+async def schedule(
+    conn: asyncpg.Connection, kind: str, key: str, due_at: datetime, payload: Mapping[str, Any] | None = None
+) -> None:
+    """Fire `kind`'s handler for `key` at `due_at` (aware), replacing any pending timer of that (kind, key).
+
+    Call it inside the transaction that makes the deadline true: it takes effect only if that commits.
+    """
+    if due_at.tzinfo is None or due_at.utcoffset() is None:
+        raise ValueError("due_at must be timezone-aware")
+    if not kind or not key:
+        raise ValueError("a timer needs a kind and a key")
+    # The payload goes as text so this works on any connection, whatever JSON codec it has.
+    await conn.execute(
+        """WITH armed AS (
+               INSERT INTO timers (kind, key, due_at, payload) VALUES ($1, $2, $3, $4::text::jsonb)
+               ON CONFLICT (kind, key) DO UPDATE
+               SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload, attempts = 0, last_error = NULL)
+           SELECT pg_notify(current_schema() || '_timers', '')""",
+        kind,
+        key,
+        due_at,
+        json.dumps(dict(payload or {})),
+    )
+
+
+async def cancel(conn: asyncpg.Connection, kind: str, key: str) -> bool:
+    """Drop the pending timer of (kind, key); False if there was none (never set, fired or cancelled).
+
+    A timer being fired at this moment is waited for: then it has fired, and this returns False.
+    """
+    status = await conn.execute("DELETE FROM timers WHERE kind = $1 AND key = $2", kind, key)
+    return bool(status != "DELETE 0")
+
+
+class TimerRunner:
+    """Fires the due timers of one schema whose kind it has a handler for; safe to run on every replica."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        handlers: Mapping[str, Handler],
+        *,
+        concurrency: int = 1,
+        poll_interval_s: float = 1.0,
+        max_attempts: int = 5,
+        first_backoff_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if concurrency < 1 or max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be at least 1")
+        self._pool = pool
+        self._schema = schema
+        self._handlers = dict(handlers)
+        self._kinds = list(self._handlers)
+        self._concurrency = concurrency
+        self._poll_interval_s = poll_interval_s
+        self._max_attempts = max_attempts
+        self._first_backoff_s = first_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._channel = f"{schema}_timers"
+        self._listener: asyncpg.Connection | None = None
+        self._warned_kinds: set[str] = set()
+        self._next_unhandled_check = 0.0
+
+    async def run(self) -> None:
+        """Fire timers as they fall due until `stop()`; database outages back off and retry, nothing is lost."""
+        backoff = 0.1
+        try:
+            while not self._stopped.is_set():
+                # Cleared before LISTEN and the pass: a NOTIFY or stop() landing during them is not lost.
+                self._wake.clear()
+                await self._ensure_listening()
+                try:
+                    _, taken = await self._pass(self._now())
+                    wait = await self._seconds_to_wait(taken)
+                    backoff = 0.1
+                except Exception as exc:  # database down or restarting: every timer stays due
+                    log.warning("timer runner failed; retrying", error=repr(exc), backoff_s=backoff)
+                    await self._pause(self._stopped, backoff)
+                    backoff = min(backoff * 2, _RELISTEN_S)
+                    continue
+                if not self._listening():
+                    wait = min(wait, _RELISTEN_S)
+                await self._pause(self._wake, wait)
+        finally:
+            await self._unlisten()
+
+    def stop(self) -> None:
+        """Ask `run()` to return; the timer being fired finishes first."""
+        self._stopped.set()
+        self._wake.set()
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every timer due at `now` (default: the database's now()) once; returns how many fired.
+
+        Timers armed while the pass runs (a handler re-arming its own key for now) wait for the next pass,
+        so a pass always ends. Failed ones are rescheduled or parked and are not counted.
+        """
+        fired, _ = await self._pass(now or self._now())
+        return fired
+
+    def _now(self) -> datetime | None:
+        return self._clock() if self._clock is not None else None
+
+    async def _pass(self, now: datetime | None) -> tuple[int, int]:
+        """(fired, taken): timers whose handler committed, and every timer claimed, failed ones included."""
+        if not self._kinds:
+            return 0, 0
+        await self._warn_unhandled(now)
+        last_id = await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM timers")
+        fired = taken = 0
+
+        async def worker() -> None:
+            nonlocal fired, taken
+            while not self._stopped.is_set():
+                outcome = await self._fire_one(now, last_id)
+                if outcome is None:
+                    return
+                taken += 1
+                fired += outcome
+
+        if self._concurrency == 1:
+            await worker()
+        else:
+            try:
+                async with asyncio.TaskGroup() as workers:
+                    for _ in range(self._concurrency):
+                        workers.create_task(worker())
+            except ExceptionGroup as failed:  # the first cause is enough; the others are the same outage
+                raise failed.exceptions[0] from None
+        return fired, taken
+
+    async def _fire_one(self, now: datetime | None, last_id: int) -> bool | None:
+        """Claim and fire the earliest due timer: True if it fired, False if it failed, None if none was due."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT id, kind, key, due_at, payload::text AS payload, attempts FROM timers
+                   WHERE due_at <= coalesce($1::timestamptz, now()) AND id <= $2 AND kind = ANY($3::text[])
+                   ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED""",
+                now,
+                last_id,
+                self._kinds,
+            )
+            if row is None:
+                return None
+            timer = Timer(
+                row["id"], row["kind"], row["key"], row["due_at"], json.loads(row["payload"]), row["attempts"]
+            )
+            with structlog.contextvars.bound_contextvars(timer_id=timer.id, timer_kind=timer.kind, timer_key=timer.key):
+                try:
+                    # A savepoint: a failing handler is undone while this transaction keeps the row locked, so
+                    # its failure is recorded before any other replica can take the timer again.
+                    async with conn.transaction():
+                        await conn.execute("DELETE FROM timers WHERE id = $1", timer.id)
+                        await self._handlers[timer.kind](conn, timer)
+                except Exception as exc:
+                    FAILED.labels(timer.kind).inc()
+                    await self._record_failure(conn, timer, exc, now)
+                    return False
+        FIRED.labels(timer.kind).inc()
+        return True
+
+    async def _record_failure(
+        self, conn: asyncpg.Connection, timer: Timer, error: Exception, now: datetime | None
+    ) -> None:
+        # On a connection that died with the handler this raises: the transaction is gone, the timer stays due
+        # with its attempts unchanged, and the pass stops for the runner to back off.
+        text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
+        if isinstance(error, TRANSIENT):
+            log.warning("timer handler hit a transient failure; retrying", error=repr(error))
+            await self._postpone(conn, timer, self._first_backoff_s, timer.attempts, text, now)
+            return
+        attempts = timer.attempts + 1
+        if attempts >= self._max_attempts:
+            PARKED.labels(timer.kind).inc()
+            log.error("timer kept failing; parked", attempts=attempts, error=repr(error))
+            await conn.execute(
+                """WITH parked AS (DELETE FROM timers WHERE id = $1 RETURNING *)
+                   INSERT INTO timers_parked (id, kind, key, due_at, payload, attempts, last_error, created_at)
+                   SELECT id, kind, key, due_at, payload, $2, $3, created_at FROM parked""",
+                timer.id,
+                attempts,
+                text,
+            )
+            return
+        backoff = min(self._first_backoff_s * 2 ** (attempts - 1), self._max_backoff_s)
+        log.warning("timer handler failed; retrying", attempt=attempts, backoff_s=backoff, error=repr(error))
+        await self._postpone(conn, timer, backoff, attempts, text, now)
+
+    @staticmethod
+    async def _postpone(
+        conn: asyncpg.Connection, timer: Timer, seconds: float, attempts: int, error: str, now: datetime | None
+    ) -> None:
+        await conn.execute(
+            """UPDATE timers
+               SET attempts = $2, last_error = $3, due_at = coalesce($4::timestamptz, now()) + $5::interval
+               WHERE id = $1""",
+            timer.id,
+            attempts,
+            error,
+            now,
+            timedelta(seconds=seconds),
+        )
+
+    async def _seconds_to_wait(self, taken: int) -> float:
+        if self._clock is None:
+            until = await self._pool.fetchval(
+                "SELECT extract(epoch FROM min(due_at) - now()) FROM timers WHERE kind = ANY($1::text[])", self._kinds
+            )
+        else:
+            earliest = await self._pool.fetchval(
+                "SELECT min(due_at) FROM timers WHERE kind = ANY($1::text[])", self._kinds
+            )
+            until = None if earliest is None else (earliest - self._clock()).total_seconds()
+        if until is None:
+            return self._poll_interval_s
+        if float(until) <= 0:
+            # Still due after a pass that took nothing: another replica holds it (or it was armed during the
+            # pass, and its NOTIFY wakes us). Look again at the poll rather than spin.
+            return 0.0 if taken else self._poll_interval_s
+        return min(float(until), self._poll_interval_s)
+
+    async def _warn_unhandled(self, now: datetime | None) -> None:
+        if time.monotonic() < self._next_unhandled_check:
+            return
+        self._next_unhandled_check = time.monotonic() + _UNHANDLED_CHECK_S
+        rows = await self._pool.fetch(
+            """SELECT kind, count(*) AS due FROM timers
+               WHERE due_at <= coalesce($1::timestamptz, now()) AND kind <> ALL($2::text[]) GROUP BY kind""",
+            now,
+            self._kinds,
+        )
+        for row in rows:
+            if row["kind"] not in self._warned_kinds:
+                self._warned_kinds.add(row["kind"])
+                log.warning(
+                    "due timers of a kind this service has no handler for; left for a version that has one",
+                    kind=row["kind"],
+                    due=row["due"],
+                )
+
+    @staticmethod
+    async def _pause(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_listener_lost(self, *_: object) -> None:
+        # PostgreSQL restarted or dropped the connection: wake the loop so it listens on a new one.
+        self._wake.set()
+
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the dead connection back already
+            return False
+
+    async def _ensure_listening(self) -> None:
+        """LISTEN on a connection of its own, replacing one that died (notifications never reach a new one)."""
+        if self._listening():
+            return
+        await self._unlisten()
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            log.warning("timer runner cannot LISTEN; polling until it can", error=repr(exc))
+            return
+        try:
+            conn.add_termination_listener(self._on_listener_lost)
+            await conn.add_listener(self._channel, self._on_notify)
+        except Exception as exc:
+            log.warning("timer runner cannot LISTEN; polling until it can", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            return
+        self._listener = conn
+        log.info("timer runner listening", channel=self._channel)
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a dead or reclaimed connection refuses all of this
+            conn.remove_termination_listener(self._on_listener_lost)
+            await conn.remove_listener(self._channel, self._on_notify)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
