@@ -348,7 +348,7 @@ async def test_a_service_runs_the_timers_it_registers_and_stops_them(infra: Infr
 
     settings = ServiceSettings(
         service_name=schema, database_url=infra.database_url, kafka_bootstrap=infra.kafka_bootstrap, http_port=0,
-        cpu_workers=0, timer_poll_interval_s=60, shutdown_grace_s=4,
+        timer_poll_interval_s=60, shutdown_grace_s=4,
     )  # fmt: skip
     svc = Service(settings, Api("t", "1"))
 
