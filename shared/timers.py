@@ -40,12 +40,18 @@ import structlog
 from prometheus_client import Counter
 
 from shared.db import DATABASE_UNAVAILABLE
-from shared.kafka import TRANSIENT as TRANSIENT_FAILURES
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
-TRANSIENT: tuple[type[BaseException], ...] = tuple(dict.fromkeys((*TRANSIENT_FAILURES, *DATABASE_UNAVAILABLE)))
+# Not the handler's fault, so never an attempt: the database is unreachable, or PostgreSQL chose this
+# transaction as the victim of a conflict. Deliberately not OSError at large (as shared.db says, a file error
+# is a bug) nor Kafka errors (a handler publishes through the outbox, never directly).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    *DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
 
 FIRED = Counter("timers_fired_total", "Timers whose handler committed", ["kind"])
 FAILED = Counter("timers_failed_total", "Timer handler runs that raised and were rolled back", ["kind"])

@@ -217,20 +217,41 @@ async def test_a_handler_that_always_fails_ends_parked_with_its_error(pool: asyn
     assert await effects(pool) == []
 
 
-async def test_a_transient_failure_is_retried_without_counting_as_an_attempt(pool: asyncpg.Pool) -> None:
-    async def deadlocked(conn: asyncpg.Connection, timer: Timer) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), ConnectionResetError("connection reset")],
+    ids=["deadlock", "connection-reset"],
+)
+async def test_a_transient_failure_is_retried_without_counting_as_an_attempt(
+    pool: asyncpg.Pool, error: Exception
+) -> None:
+    async def unlucky(conn: asyncpg.Connection, timer: Timer) -> None:
         await record(conn, timer)
-        raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        raise error
 
     await arm(pool, "d", "d", T)
     fire = TimerRunner(
-        pool, str(pool._connect_kwargs["server_settings"]["search_path"]), {"d": deadlocked}, max_attempts=1
+        pool, str(pool._connect_kwargs["server_settings"]["search_path"]), {"d": unlucky}, max_attempts=1
     )
     for seconds in range(3):
         assert await fire.fire_due(T + timedelta(seconds=seconds)) == 0
-    row = await pool.fetchrow("SELECT attempts, last_error FROM timers")
-    assert row["attempts"] == 0 and "Deadlock" in row["last_error"]
+    row = await pool.fetchrow("SELECT attempts, last_error, due_at FROM timers")
+    assert row["attempts"] == 0 and type(error).__name__ in row["last_error"]
+    assert row["due_at"] == T + timedelta(seconds=3)  # retried a second after each try
     assert await pool.fetchval("SELECT count(*) FROM timers_parked") == 0 and await effects(pool) == []
+
+
+async def test_a_bug_that_looks_like_io_is_not_transient_and_gets_parked(pool: asyncpg.Pool) -> None:
+    async def misconfigured(conn: asyncpg.Connection, timer: Timer) -> None:
+        raise FileNotFoundError("/etc/template.txt")
+
+    await arm(pool, "m", "m", T)
+    fire = TimerRunner(
+        pool, str(pool._connect_kwargs["server_settings"]["search_path"]), {"m": misconfigured}, max_attempts=1
+    )
+    assert await fire.fire_due(T) == 0
+    assert await pool.fetchval("SELECT count(*) FROM timers") == 0
+    assert "FileNotFoundError" in await pool.fetchval("SELECT last_error FROM timers_parked")
 
 
 async def test_a_crash_before_commit_leaves_no_effect_and_the_timer_due(pool: asyncpg.Pool) -> None:
