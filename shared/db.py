@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+
+from shared.logs import get_logger
+
+log = get_logger(__name__)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -48,3 +54,56 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
 )
+
+
+class Listener:
+    """LISTEN on `channel` on a pooled connection of its own, setting `wake` on every NOTIFY and when the
+    connection dies. `ensure()` (called each pass of the owner's loop) listens again on a fresh connection
+    after the old one died: notifications never reach a new connection by themselves, so without this a
+    PostgreSQL restart would leave the owner polling only."""
+
+    def __init__(self, pool: asyncpg.Pool, channel: str, wake: asyncio.Event, who: str) -> None:
+        self._pool, self.channel, self._wake, self._who = pool, channel, wake, who
+        self._conn: asyncpg.Connection | None = None
+
+    @property
+    def listening(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            return not self._conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the dead connection back already
+            return False
+
+    async def ensure(self) -> None:
+        if self.listening:
+            return
+        await self.close()
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            log.warning(f"{self._who} cannot LISTEN; polling until it can", error=repr(exc))
+            return
+        try:
+            conn.add_termination_listener(self._wake_up)
+            await conn.add_listener(self.channel, self._wake_up)
+        except Exception as exc:
+            log.warning(f"{self._who} cannot LISTEN; polling until it can", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            return
+        self._conn = conn
+        log.info(f"{self._who} listening", channel=self.channel)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a dead or reclaimed connection refuses all of this
+            conn.remove_termination_listener(self._wake_up)
+            await conn.remove_listener(self.channel, self._wake_up)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    def _wake_up(self, *_: object) -> None:
+        self._wake.set()

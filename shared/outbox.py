@@ -22,6 +22,7 @@ import aiokafka.errors
 import asyncpg
 from prometheus_client import Counter
 
+from shared.db import Listener
 from shared.logs import CORRELATION_ID, current_correlation_id, get_logger
 from shared.messages import Message
 from shared.topics import Topic, topic_for
@@ -93,8 +94,7 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._channel = f"{schema}_outbox"
-        self._listener: asyncpg.Connection | None = None
+        self._listener = Listener(pool, f"{schema}_outbox", self._wake, "outbox relay")
 
     async def run(self) -> None:
         """Relay until `stop()`; transient failures back off and retry, nothing is dropped."""
@@ -104,7 +104,7 @@ class OutboxRelay:
                 # Cleared before LISTEN and the pass, so a NOTIFY or stop() that lands during them is not lost;
                 # LISTEN comes first, so a row committed after the pass began still wakes the next one.
                 self._wake.clear()
-                await self._ensure_listening()
+                await self._listener.ensure()
                 try:
                     while await self.publish_batch() == self._batch_size:
                         pass
@@ -116,10 +116,12 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self._max_backoff_s)
                     continue
                 # Without a listener only the poll would find new rows: try to LISTEN again soon instead.
-                wait = self._poll_interval_s if self._listening() else min(self._poll_interval_s, self._max_backoff_s)
+                wait = self._poll_interval_s
+                if not self._listener.listening:
+                    wait = min(wait, self._max_backoff_s)
                 await self._pause(self._wake, wait)
         finally:
-            await self._unlisten()
+            await self._listener.close()
 
     @staticmethod
     async def _pause(event: asyncio.Event, seconds: float) -> None:
@@ -201,48 +203,3 @@ class OutboxRelay:
             repr(error),
         )
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
-    def _on_listener_lost(self, *_: object) -> None:
-        # PostgreSQL restarted or dropped the connection: wake the loop so it listens on a new one.
-        self._wake.set()
-
-    def _listening(self) -> bool:
-        if self._listener is None:
-            return False
-        try:
-            return not self._listener.is_closed()
-        except asyncpg.InterfaceError:  # the pool took the dead connection back already
-            return False
-
-    async def _ensure_listening(self) -> None:
-        """LISTEN on a connection of its own, replacing one that died (notifications never reach a new one)."""
-        if self._listening():
-            return
-        await self._unlisten()
-        try:
-            conn = await self._pool.acquire()
-        except Exception as exc:
-            log.warning("outbox relay cannot LISTEN; polling until it can", error=repr(exc))
-            return
-        try:
-            conn.add_termination_listener(self._on_listener_lost)
-            await conn.add_listener(self._channel, self._on_notify)
-        except Exception as exc:
-            log.warning("outbox relay cannot LISTEN; polling until it can", error=repr(exc))
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
-            return
-        self._listener = conn
-        log.info("outbox relay listening", channel=self._channel)
-
-    async def _unlisten(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):  # a dead or reclaimed connection refuses all of this
-            conn.remove_termination_listener(self._on_listener_lost)
-            await conn.remove_listener(self._channel, self._on_notify)
-        with contextlib.suppress(Exception):
-            await self._pool.release(conn)

@@ -39,7 +39,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from shared.db import DATABASE_UNAVAILABLE
+from shared.db import DATABASE_UNAVAILABLE, Listener
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -139,8 +139,7 @@ class TimerRunner:
         self._clock = clock
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._channel = f"{schema}_timers"
-        self._listener: asyncpg.Connection | None = None
+        self._listener = Listener(pool, f"{schema}_timers", self._wake, "timer runner")
         self._warned_kinds: set[str] = set()
         self._next_unhandled_check = 0.0
 
@@ -151,7 +150,7 @@ class TimerRunner:
             while not self._stopped.is_set():
                 # Cleared before LISTEN and the pass: a NOTIFY or stop() landing during them is not lost.
                 self._wake.clear()
-                await self._ensure_listening()
+                await self._listener.ensure()
                 try:
                     _, taken = await self._pass(self._now())
                     wait = await self._seconds_to_wait(taken)
@@ -161,11 +160,11 @@ class TimerRunner:
                     await self._pause(self._stopped, backoff)
                     backoff = min(backoff * 2, _RELISTEN_S)
                     continue
-                if not self._listening():
+                if not self._listener.listening:
                     wait = min(wait, _RELISTEN_S)
                 await self._pause(self._wake, wait)
         finally:
-            await self._unlisten()
+            await self._listener.close()
 
     def stop(self) -> None:
         """Ask `run()` to return; the timer being fired finishes first."""
@@ -326,48 +325,3 @@ class TimerRunner:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
-    def _on_listener_lost(self, *_: object) -> None:
-        # PostgreSQL restarted or dropped the connection: wake the loop so it listens on a new one.
-        self._wake.set()
-
-    def _listening(self) -> bool:
-        if self._listener is None:
-            return False
-        try:
-            return not self._listener.is_closed()
-        except asyncpg.InterfaceError:  # the pool took the dead connection back already
-            return False
-
-    async def _ensure_listening(self) -> None:
-        """LISTEN on a connection of its own, replacing one that died (notifications never reach a new one)."""
-        if self._listening():
-            return
-        await self._unlisten()
-        try:
-            conn = await self._pool.acquire()
-        except Exception as exc:
-            log.warning("timer runner cannot LISTEN; polling until it can", error=repr(exc))
-            return
-        try:
-            conn.add_termination_listener(self._on_listener_lost)
-            await conn.add_listener(self._channel, self._on_notify)
-        except Exception as exc:
-            log.warning("timer runner cannot LISTEN; polling until it can", error=repr(exc))
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
-            return
-        self._listener = conn
-        log.info("timer runner listening", channel=self._channel)
-
-    async def _unlisten(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):  # a dead or reclaimed connection refuses all of this
-            conn.remove_termination_listener(self._on_listener_lost)
-            await conn.remove_listener(self._channel, self._on_notify)
-        with contextlib.suppress(Exception):
-            await self._pool.release(conn)
