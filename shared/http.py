@@ -74,6 +74,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RANGE = INSTANT_RANGE
 # The same range said in the published schema: the year is 1970 to 2199.
 _YEAR = r"^(19[7-9]\d|2[01]\d\d)-"
+_AFTER_YEAR = r"\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
 
 
 def _iso_text(pattern: re.Pattern[str], example: str) -> Callable[[Any], Any]:
@@ -118,13 +119,26 @@ LocalDateTime = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^(19[7-9]\d|2[01]\d\d)-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$",
+            "pattern": _YEAR + _AFTER_YEAR,
             "description": f"A local wall-clock date-time without offset; {_RANGE}.",
             "examples": ["2026-01-05T09:00:00"],
         }
     ),
 ]
 """A wall-clock date-time in some zone named elsewhere (no offset)."""
+
+LocalDateTimeOut = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-" + _AFTER_YEAR,
+            "description": "A local wall-clock date-time without offset.",
+        }
+    ),
+]
+"""A LocalDateTime in an answer: built from stored values without the input's range rule, so an old row
+still shows."""
 
 LocalDate = Annotated[
     date,

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.schedule.domain.shifts import Segment, Window, describe_windows
 from services.schedule.service.commands import WindowSpec
 from shared.http import Instant
 from shared.messages import Source, WeeklyWindow
-
-# Answers are built from stored domain objects without the input rules (an old row must still be shown), so
-# they use plain types with the same published format as the inputs.
-LocalDateTimeOut = Annotated[
-    datetime,
-    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$",
-                    "description": "A local wall-clock date-time without offset."}),
-]
 
 
 class Span(BaseModel):
