@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -31,7 +31,23 @@ class NotFound(LookupError):
 
 
 class Conflict(Exception):
-    """The change clashes with the current state, e.g. a unique name is taken (HTTP 409)."""
+    """The change clashes with the current state, e.g. a unique name is taken (HTTP 409). `details` (JSON
+    values, e.g. the current status of the thing) are added to the problem document so a client can act
+    without asking again."""
+
+    def __init__(self, message: str, **details: str | int | None) -> None:
+        reserved = {"type", "title", "status", "detail", "instance"} & details.keys()
+        if reserved:
+            raise ValueError(f"problem documents define {', '.join(sorted(reserved))} themselves")
+        super().__init__(message)
+        self.details = details
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_conflict, (str(self), self.details))
+
+
+def _conflict(message: str, details: dict[str, Any]) -> Conflict:
+    return Conflict(message, **details)
 
 
 def found(value: T | None, what: str) -> T:

@@ -240,6 +240,14 @@ class Page(BaseModel):
     offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
+class Span(BaseModel):
+    """`?from=&to=`: a span of time, [from, to)."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_: Instant = Field(alias="from", description="Start, inclusive (ISO 8601 with offset).")
+    to: Instant = Field(description="End, exclusive.")
+
+
 class At(BaseModel):
     """`?at=`: the instant to ask about; now when left out."""
 
@@ -297,6 +305,15 @@ class Rendered:
     body: bytes
 
 
+@dataclass(frozen=True)
+class WithStatus:
+    """An answer with one of the success statuses the route declares in `also` (e.g. 202 while a workflow
+    that usually finishes at once is still under way)."""
+
+    value: Any
+    status: int
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -312,7 +329,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except NotFound as exc:
         return problem_response(404, "Not Found", str(exc))
     except Conflict as exc:
-        return problem_response(409, "Conflict", str(exc))
+        return problem_response(409, "Conflict", str(exc), **exc.details)
     except InvalidInput as exc:
         return problem_response(
             422, "Unprocessable Content", str(exc), errors=[{"field": exc.field, "message": str(exc), "type": "rule"}]
@@ -392,6 +409,7 @@ class Operation:
     path_types: dict[str, Any] = field(default_factory=dict)
     conflicts: bool = False
     media_type: str = "application/json"
+    also: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         protected = self.path.startswith("/v1/")
@@ -411,13 +429,18 @@ class Operation:
         query = read_query(request, self.query) if self.query else None
         body = await read_json(request, self.body) if self.body else None
         result = await self.handler(Call(request, caller, body, query, path))
+        status = self.status
+        if isinstance(result, WithStatus):
+            if result.status not in self.also:
+                raise ValueError(f"{self.method} {self.path}: status {result.status} is not declared in `also`")
+            result, status = result.value, result.status
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, Rendered):
-            return web.Response(body=result.body, status=self.status, content_type="application/json")
+            return web.Response(body=result.body, status=status, content_type="application/json")
         if self._answer is None:
-            return web.Response(status=self.status)
-        return web.Response(body=self._answer.dump_json(result), status=self.status, content_type="application/json")
+            return web.Response(status=status)
+        return web.Response(body=self._answer.dump_json(result), status=status, content_type="application/json")
 
 
 class Api:
@@ -444,17 +467,19 @@ class Api:
         path_types: dict[str, Any] | None = None,
         conflicts: bool = False,
         media_type: str = "application/json",
+        also: Mapping[int, str] | None = None,
     ) -> Callable[[RouteHandler], RouteHandler]:
         """Declare a route. The handler takes a `Call` (caller, body, query, path, all validated) and returns an
         instance of `response` (serialised through it, with `status`), None for an empty answer, or a ready
         aiohttp response (for media other than JSON). `roles` may call it (PUBLIC: no token); `conflicts` says
-        it may answer 409."""
+        it may answer 409; `also` documents other success statuses with the same body, which the handler
+        chooses by returning `WithStatus(value, status)`."""
 
         def register(handler: RouteHandler) -> RouteHandler:
             self.operations.append(
                 Operation(
                     method, path, handler, summary, roles, body, response, status, query, path_types or {},
-                    conflicts, media_type,
+                    conflicts, media_type, dict(also or {}),
                 )
             )
             return handler
@@ -485,6 +510,8 @@ class Api:
             elif op.media_type != "application/json":
                 ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
             responses: dict[str, Any] = {str(op.status): ok}
+            for code, why in op.also.items():
+                responses[str(code)] = {**ok, "description": why}
             for code, why in _ERRORS.items():
                 if code in (401, 403, 503) and not op.roles:
                     continue

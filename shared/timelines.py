@@ -10,8 +10,10 @@ mixed ones (pydantic parses "Z" into its own tzinfo) call utcoffset() on both si
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 from shared.messages import ScheduleTimeline, TimelineSegment
@@ -75,3 +77,33 @@ class TimelineIndex:
         if i < 0 or instant >= held.ends[i]:
             return None
         return held.timeline.segments[i]
+
+
+class Held(Protocol):
+    """A piece of a final timeline: [start, end) and who is on call (None: nobody)."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def user_id(self) -> UUID | None: ...
+
+
+def holder_problem(segments: Iterable[Held], start: datetime, end: datetime, user_id: UUID) -> str | None:
+    """Why `user_id` does not hold [start, end) on a sorted, contiguous final timeline, or None when they do
+    over the whole span. How a timeline is read, not a rule of either side: schedule asks it before applying
+    a coverage request, coverage before accepting one and whenever a new timeline arrives."""
+    cursor = start
+    for seg in segments:
+        if seg.end <= cursor or seg.start >= end:
+            continue
+        if seg.start > cursor:
+            break
+        if seg.user_id != user_id:
+            who = "nobody" if seg.user_id is None else f"user {seg.user_id}"
+            return f"{who} is on call from {max(seg.start, start).isoformat()}, not the requester"
+        cursor = seg.end
+        if cursor >= end:
+            return None
+    return "the requester is not on call for the whole shift"

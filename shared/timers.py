@@ -109,6 +109,16 @@ async def cancel(conn: asyncpg.Connection, kind: str, key: str) -> bool:
     return bool(status != "DELETE 0")
 
 
+async def hold(conn: asyncpg.Connection, key: str) -> None:
+    """Lock the pending timers of `key` (any kind) for the rest of the transaction.
+
+    Call it before locking the entity the timers are about, in any transaction that may cancel or re-arm them:
+    a runner firing one of them holds the timer first and the entity second, so a use case taking the
+    opposite order could deadlock with it. A timer held here is skipped by the runners until the commit.
+    """
+    await conn.execute("SELECT 1 FROM timers WHERE key = $1 ORDER BY id FOR UPDATE", key)
+
+
 class TimerRunner:
     """Fires the due timers of one schema whose kind it has a handler for; safe to run on every replica."""
 

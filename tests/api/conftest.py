@@ -15,11 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+import services.coverage.api
 import services.schedule.api
 import shared.auth
 import shared.db
 import shared.http
 import shared.runtime
+from services.coverage.settings import Settings as CoverageSettings
 from services.schedule.settings import Settings
 from tests.conftest import Infra, token
 
@@ -34,6 +36,27 @@ def schedule_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
     app = shared.http.build_app(services.schedule.api.api, shared.auth.TokenVerifier(settings))
     app[shared.runtime.POOL] = pool
     return app
+
+
+def coverage_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
+    """The coverage service's web app over `pool`, wired as its process wires it."""
+    settings = CoverageSettings(database_url=database_url)
+    app = shared.http.build_app(services.coverage.api.api, shared.auth.TokenVerifier(settings))
+    app[shared.runtime.POOL] = pool
+    return app
+
+
+@pytest.fixture(scope="session")
+async def coverage_pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(infra.database_url, "coverage")
+    yield created
+    await created.close()
+
+
+@pytest.fixture(scope="session")
+async def coverage_client(coverage_pool: asyncpg.Pool, infra: Infra) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(coverage_app(coverage_pool, infra.database_url))) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

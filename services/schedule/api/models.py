@@ -5,18 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from services.schedule.domain.shifts import Segment, Window, describe_windows
 from services.schedule.service.commands import WindowSpec
-from shared.http import Instant
 from shared.messages import Source, WeeklyWindow
-
-
-class Span(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    from_: Instant = Field(alias="from", description="Start, inclusive (ISO 8601 with offset).")
-    to: Instant = Field(description="End, exclusive; at most 400 days after `from`.")
 
 
 def window_specs(windows: list[WeeklyWindow]) -> tuple[WindowSpec, ...]:

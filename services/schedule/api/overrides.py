@@ -9,12 +9,11 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from services.schedule.api import api
-from services.schedule.api.models import Span
 from services.schedule.domain.shifts import Cover
 from services.schedule.service import covers
 from services.schedule.service.commands import AddOverride
 from shared.auth import ANYONE, WRITERS
-from shared.http import Call, Instant
+from shared.http import Call, Instant, Span
 from shared.messages import utcnow
 from shared.runtime import POOL
 

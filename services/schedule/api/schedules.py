@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.schedule.api import api
 from services.schedule.api.directory import Name, TimeZone
-from services.schedule.api.models import ShiftOut, Span, weekly, window_specs
+from services.schedule.api.models import ShiftOut, weekly, window_specs
 from services.schedule.domain.shifts import MAX_ROTATION_HOURS, Schedule, Segment, gaps_of, shifts_of
 from services.schedule.service import schedules
 from services.schedule.service.commands import DefineSchedule, LayerSpec, ShiftSpec
 from shared.auth import ADMINS, ANYONE
-from shared.http import At, Call, Instant, LocalDateTime, LocalDateTimeOut, Page, Rendered, render
+from shared.http import At, Call, Instant, LocalDateTime, LocalDateTimeOut, Page, Rendered, Span, render
 from shared.messages import WeeklyWindow, utcnow
 from shared.runtime import POOL
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from shared.errors import InvalidInput
 from shared.messages import Source, Weekday
+from shared.timelines import holder_problem
 
 Unit = Literal["hours", "days", "weeks"]
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
@@ -496,19 +497,7 @@ class ShiftClaim:
 
 def claim_problem(segments: Sequence[Segment], claim: ShiftClaim, requester: UUID) -> str | None:
     """Why `claim` is not (any longer) the requester's shift in the final timeline, or None when it is."""
-    cursor = claim.start
-    for seg in segments:
-        if seg.end <= cursor or seg.start >= claim.end:
-            continue
-        if seg.start > cursor:
-            break
-        if seg.user_id != requester:
-            who = "nobody" if seg.user_id is None else f"user {seg.user_id}"
-            return f"{who} is on call from {max(seg.start, claim.start).isoformat()}, not the requester"
-        cursor = seg.end
-        if cursor >= claim.end:
-            return None
-    return "the requester is not on call for the whole shift"
+    return holder_problem(segments, claim.start, claim.end, requester)
 
 
 @dataclass(frozen=True)

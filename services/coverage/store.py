@@ -1,0 +1,357 @@
+"""SQL of the coverage service: one function per query, domain objects in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Literal, TypeAlias
+from uuid import UUID
+
+import asyncpg
+
+from services.coverage.domain import CoverageRequest, People, Piece, Recipient, Shift, Status, Transition
+from shared.logs import get_logger
+from shared.messages import ScheduleTimeline, TeamSnapshot, UserSnapshot
+from shared.projection import upsert_snapshot
+
+log = get_logger(__name__)
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+Box = Literal["sent", "received", "all"]
+
+
+# --- projections of schedule's snapshots ---------------------------------------------------------------------
+
+
+async def upsert_user(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
+    return await upsert_snapshot(
+        conn,
+        "users",
+        "user_id",
+        user.version,
+        {
+            "user_id": user.user_id,
+            "name": user.name,
+            "role": user.role,
+            "active": user.active,
+            "time_zone": user.time_zone,
+            "language": user.language,
+        },
+    )
+
+
+async def upsert_team(conn: asyncpg.Connection, team: TeamSnapshot) -> bool:
+    return await upsert_snapshot(
+        conn,
+        "teams",
+        "team_id",
+        team.version,
+        {"team_id": team.team_id, "name": team.name, "member_ids": team.member_ids},
+    )
+
+
+async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
+    """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
+    changed = await upsert_snapshot(
+        conn,
+        "timelines",
+        "schedule_id",
+        timeline.version,
+        {
+            "schedule_id": timeline.schedule_id,
+            "name": timeline.name,
+            "time_zone": timeline.time_zone,
+            "horizon_start": timeline.horizon_start,
+            "horizon_end": timeline.horizon_end,
+        },
+    )
+    if not changed:
+        return False
+    await conn.execute("DELETE FROM timeline_shifts WHERE schedule_id = $1", timeline.schedule_id)
+    await conn.copy_records_to_table(
+        "timeline_shifts",
+        records=[
+            (timeline.schedule_id, s.start, s.end, s.user_id, s.source)
+            for s in timeline.segments
+            if s.user_id is not None
+        ],
+        columns=["schedule_id", "starts_at", "ends_at", "user_id", "source"],
+    )
+    return True
+
+
+async def is_deactivated(db: Db, user_id: UUID) -> bool:
+    """Whether the projection holds this user as deactivated (unknown users are not)."""
+    return bool(await db.fetchval("SELECT NOT active FROM users WHERE user_id = $1", user_id))
+
+
+async def active_users(db: Db, user_ids: Iterable[UUID]) -> set[UUID]:
+    rows = await db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::uuid[]) AND active", list(user_ids))
+    return {r["user_id"] for r in rows}
+
+
+async def known_users(db: Db, user_ids: Iterable[UUID]) -> set[UUID]:
+    rows = await db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::uuid[])", list(user_ids))
+    return {r["user_id"] for r in rows}
+
+
+async def teammates(db: Db, user_id: UUID, candidates: Iterable[UUID]) -> set[UUID]:
+    """Those of `candidates` who share at least one team with `user_id`."""
+    rows = await db.fetch(
+        """SELECT DISTINCT c FROM teams, unnest($2::uuid[]) AS c
+           WHERE member_ids @> ARRAY[$1::uuid] AND c = ANY(member_ids)""",
+        user_id,
+        list(candidates),
+    )
+    return {r["c"] for r in rows}
+
+
+async def people(db: Db, user_ids: Iterable[UUID]) -> People:
+    rows = await db.fetch("SELECT user_id, name, time_zone FROM users WHERE user_id = ANY($1::uuid[])", list(user_ids))
+    return People({r["user_id"]: r["name"] for r in rows}, {r["user_id"]: r["time_zone"] for r in rows})
+
+
+async def lock_timelines(conn: asyncpg.Connection, schedule_ids: Iterable[UUID]) -> dict[UUID, datetime]:
+    """Lock the timeline rows of these schedules (in one order, so two requests never deadlock) and return
+    each one's horizon end; a schedule with no published timeline is absent."""
+    rows = await conn.fetch(
+        """SELECT schedule_id, horizon_end FROM timelines WHERE schedule_id = ANY($1::uuid[])
+           ORDER BY schedule_id FOR UPDATE""",
+        sorted(set(schedule_ids)),
+    )
+    return {r["schedule_id"]: r["horizon_end"] for r in rows}
+
+
+async def pieces(db: Db, schedule_id: UUID, start: datetime, end: datetime) -> list[Piece]:
+    """The on-call pieces of the held timeline of `schedule_id` overlapping [start, end), in order."""
+    rows = await db.fetch(
+        """SELECT starts_at, ends_at, user_id FROM timeline_shifts
+           WHERE schedule_id = $1 AND starts_at < $3 AND ends_at > $2 ORDER BY starts_at""",
+        schedule_id,
+        start,
+        end,
+    )
+    return [Piece(schedule_id, r["starts_at"], r["ends_at"], r["user_id"]) for r in rows]
+
+
+async def shifts_of(db: Db, user_id: UUID, start: datetime, end: datetime) -> list[Piece]:
+    """`user_id`'s on-call pieces on every held timeline overlapping [start, end), by start."""
+    rows = await db.fetch(
+        """SELECT schedule_id, starts_at, ends_at, user_id FROM timeline_shifts
+           WHERE user_id = $1 AND ends_at > $2 AND starts_at < $3 ORDER BY starts_at, schedule_id""",
+        user_id,
+        start,
+        end,
+    )
+    return [Piece(r["schedule_id"], r["starts_at"], r["ends_at"], r["user_id"]) for r in rows]
+
+
+async def schedule_names(db: Db, schedule_ids: Iterable[UUID]) -> dict[UUID, str]:
+    rows = await db.fetch(
+        "SELECT schedule_id, name FROM timelines WHERE schedule_id = ANY($1::uuid[])", list(schedule_ids)
+    )
+    return {r["schedule_id"]: r["name"] for r in rows}
+
+
+async def claimed_by(db: Db, schedule_id: UUID, start: datetime, end: datetime) -> UUID | None:
+    """An open request holding a span of `schedule_id` overlapping [start, end), if any."""
+    return await db.fetchval(  # type: ignore[no-any-return]
+        """SELECT request_id FROM request_shifts
+           WHERE open AND schedule_id = $1 AND starts_at < $3 AND ends_at > $2 LIMIT 1""",
+        schedule_id,
+        start,
+        end,
+    )
+
+
+async def open_claims_of(
+    db: Db, requester_id: UUID, start: datetime, end: datetime
+) -> dict[tuple[UUID, datetime, datetime], UUID]:
+    rows = await db.fetch(
+        """SELECT s.schedule_id, s.starts_at, s.ends_at, s.request_id FROM request_shifts s
+           JOIN requests r ON r.id = s.request_id
+           WHERE s.open AND r.requester_id = $1 AND s.starts_at < $3 AND s.ends_at > $2""",
+        requester_id,
+        start,
+        end,
+    )
+    return {(r["schedule_id"], r["starts_at"], r["ends_at"]): r["request_id"] for r in rows}
+
+
+async def pending_on(conn: asyncpg.Connection, schedule_id: UUID) -> list[UUID]:
+    """Pending requests with a claim on `schedule_id`."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT s.request_id FROM request_shifts s JOIN requests r ON r.id = s.request_id
+           WHERE s.open AND s.schedule_id = $1 AND r.status = 'pending'""",
+        schedule_id,
+    )
+    return [r["request_id"] for r in rows]
+
+
+async def pending_of_user(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    """Pending requests `user_id` sent or may still answer."""
+    rows = await conn.fetch(
+        """SELECT id FROM requests WHERE requester_id = $1 AND status = 'pending'
+           UNION SELECT x.request_id FROM request_recipients x JOIN requests r ON r.id = x.request_id
+           WHERE x.user_id = $1 AND x.decision IS NULL AND r.status = 'pending'""",
+        user_id,
+    )
+    return [r["id"] for r in rows]
+
+
+# --- requests -------------------------------------------------------------------------------------------------
+
+
+async def insert_request(conn: asyncpg.Connection, r: CoverageRequest) -> None:
+    await conn.execute(
+        """INSERT INTO requests (id, requester_id, period_start, period_end, message, status, covering_user_id,
+                                 reason, remind_at, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        r.id,
+        r.requester_id,
+        r.period_start,
+        r.period_end,
+        r.message,
+        r.status,
+        r.covering_user_id,
+        r.reason,
+        r.remind_at,
+        r.created_at,
+        r.updated_at,
+    )
+    await conn.executemany(
+        """INSERT INTO request_recipients (request_id, user_id, position, decision, decided_at, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [(r.id, x.user_id, i, x.decision, x.decided_at, r.created_at) for i, x in enumerate(r.recipients)],
+    )
+    await conn.executemany(
+        """INSERT INTO request_shifts (request_id, position, schedule_id, starts_at, ends_at, covered, open)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        [(r.id, i, s.schedule_id, s.start, s.end, s.covered, _holds(r, s)) for i, s in enumerate(r.shifts)],
+    )
+    await _append_history(conn, r, 0)
+
+
+def _holds(r: CoverageRequest, s: Shift) -> bool:
+    """Whether `s` stays claimed: all shifts of a pending request, the chosen ones of an accepting one."""
+    return r.status == "pending" or (r.status == "accepting" and bool(s.covered))
+
+
+async def save_request(conn: asyncpg.Connection, before: CoverageRequest, after: CoverageRequest) -> None:
+    """Write what changed from `before` (as loaded) to `after`."""
+    await conn.execute(
+        "UPDATE requests SET status = $2, covering_user_id = $3, reason = $4, updated_at = $5 WHERE id = $1",
+        after.id,
+        after.status,
+        after.covering_user_id,
+        after.reason,
+        after.updated_at,
+    )
+    changed = [
+        (after.id, x.user_id, x.decision, x.decided_at)
+        for x, y in zip(after.recipients, before.recipients, strict=True)
+        if x != y
+    ]
+    if changed:
+        await conn.executemany(
+            "UPDATE request_recipients SET decision = $3, decided_at = $4 WHERE request_id = $1 AND user_id = $2",
+            changed,
+        )
+    await conn.executemany(
+        "UPDATE request_shifts SET covered = $3, open = $4 WHERE request_id = $1 AND position = $2",
+        [(after.id, i, s.covered, _holds(after, s)) for i, s in enumerate(after.shifts)],
+    )
+    await _append_history(conn, after, len(before.history))
+
+
+async def _append_history(conn: asyncpg.Connection, r: CoverageRequest, since: int) -> None:
+    await conn.executemany(
+        """INSERT INTO request_history (request_id, position, at, actor_id, status, reason)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [(r.id, since + i, t.at, t.actor_id, t.status, t.reason) for i, t in enumerate(r.history[since:])],
+    )
+
+
+_SELECT = """
+SELECT r.*,
+  ARRAY(SELECT (x.user_id, x.decision, x.decided_at) FROM request_recipients x
+        WHERE x.request_id = r.id ORDER BY x.position) AS recipients,
+  ARRAY(SELECT (s.schedule_id, s.starts_at, s.ends_at, s.covered) FROM request_shifts s
+        WHERE s.request_id = r.id ORDER BY s.position) AS shifts,
+  ARRAY(SELECT (h.at, h.actor_id, h.status, h.reason) FROM request_history h
+        WHERE h.request_id = r.id ORDER BY h.position) AS history
+FROM requests r
+"""
+
+
+def _load(row: asyncpg.Record) -> CoverageRequest:
+    return CoverageRequest(
+        id=row["id"],
+        requester_id=row["requester_id"],
+        recipients=tuple(Recipient(*x) for x in row["recipients"]),
+        period_start=row["period_start"],
+        period_end=row["period_end"],
+        shifts=tuple(Shift(*s) for s in row["shifts"]),
+        message=row["message"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        remind_at=row["remind_at"],
+        covering_user_id=row["covering_user_id"],
+        reason=row["reason"],
+        history=tuple(Transition(*h) for h in row["history"]),
+    )
+
+
+async def get_request(db: Db, request_id: UUID, *, lock: bool = False) -> CoverageRequest | None:
+    """The request, locked for the rest of the transaction when `lock` (every transition takes this lock, so
+    two transitions of one request never interleave)."""
+    if lock:
+        # Lock first, then read the children: the row lock makes the later reads see the winner's commit.
+        if not await db.fetchval("SELECT true FROM requests WHERE id = $1 FOR UPDATE", request_id):
+            return None
+    row = await db.fetchrow(_SELECT + "WHERE r.id = $1", request_id)
+    return _load(row) if row is not None else None
+
+
+async def status_of(db: Db, request_id: UUID) -> Status | None:
+    return await db.fetchval("SELECT status FROM requests WHERE id = $1", request_id)  # type: ignore[no-any-return]
+
+
+async def list_requests(
+    db: Db, box: Box, user_id: UUID, statuses: Sequence[Status], before: tuple[datetime, UUID] | None, limit: int
+) -> list[CoverageRequest]:
+    """Newest first: requests `user_id` sent, received, or (`all`) every request; only `statuses` if given,
+    only those older than the cursor `before` if given."""
+    created, last_id = before if before else (None, None)
+    if box == "received":
+        ids_sql = """SELECT x.request_id AS id, x.created_at
+                     FROM request_recipients x JOIN requests r ON r.id = x.request_id
+                     WHERE x.user_id = $1 AND (cardinality($2::text[]) = 0 OR r.status = ANY($2::text[]))
+                       AND ($3::timestamptz IS NULL OR (x.created_at, x.request_id) < ($3, $4))
+                     ORDER BY x.created_at DESC, x.request_id DESC LIMIT $5"""
+    else:
+        who = "r.requester_id = $1" if box == "sent" else "$1::uuid IS NOT NULL"
+        ids_sql = f"""SELECT r.id, r.created_at FROM requests r
+                      WHERE {who} AND (cardinality($2::text[]) = 0 OR r.status = ANY($2::text[]))
+                        AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4))
+                      ORDER BY r.created_at DESC, r.id DESC LIMIT $5"""
+    rows = await db.fetch(
+        f"WITH page AS ({ids_sql}) "
+        + _SELECT
+        + "JOIN page ON page.id = r.id ORDER BY page.created_at DESC, page.id DESC",
+        user_id,
+        list(statuses),
+        created,
+        last_id,
+        limit,
+    )
+    return [_load(r) for r in rows]
+
+
+async def badge(db: Db, user_id: UUID) -> int:
+    """Pending requests addressed to `user_id` that they have not answered."""
+    return await db.fetchval(  # type: ignore[no-any-return]
+        """SELECT count(*) FROM request_recipients x JOIN requests r ON r.id = x.request_id
+           WHERE x.user_id = $1 AND x.decision IS NULL AND r.status = 'pending'""",
+        user_id,
+    )
