@@ -147,6 +147,13 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
     done = subprocess.run([sys.executable, "-m", "tools.seed"], env=seed_env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise ProcessError(f"tools.seed failed (exit {done.returncode})")
+    # Data kept in .run/ from an earlier `make up` outlives a memory-only broker: publish schedule's snapshots
+    # again so every service's projections know them (a no-op for projections that already do).
+    done = subprocess.run(
+        [sys.executable, "-m", "services.schedule.republish"], env=seed_env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        raise ProcessError(f"services.schedule.republish failed (exit {done.returncode})")
 
 
 def _seeded(run_dir: Path) -> dict[str, str]:
@@ -180,7 +187,12 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
         f"\nready in {time.monotonic() - started:.1f}s; logs in {run_dir / 'logs'}; env in {run_dir / infra.ENV_FILE}"
     )
     notifier = procs["notifier"].base_url
+    coverage = procs["coverage"].base_url
     seeded = _seeded(run_dir)
+    people = seeded.get("users", {})
+    rita = people.get("rita@demo.oncall", {}).get("id", "<rita id>")  # type: ignore[union-attr]
+    sam = people.get("sam@demo.oncall", {}).get("id", "<sam id>")  # type: ignore[union-attr]
+    three_weeks = (datetime.now(UTC) + timedelta(days=21)).strftime("%Y-%m-%dT%H:%M:%SZ")
     fortnight = (datetime.now(UTC) + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"""
 Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=responder` for others):
@@ -205,6 +217,22 @@ Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=respo
 
   # bad input gets a problem document with a reason:
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"name":""}}' {schedule}/v1/users
+
+  # coverage: Rita asks Sam to take her next shift; Sam sees it, accepts, and schedule then has Sam on call
+  RITA=$(make -s token USER={rita} ROLE=responder); SAM=$(make -s token USER={sam} ROLE=responder)
+  curl -s -H "Authorization: Bearer $RITA" \\
+       "{coverage}/v1/coverage-requests/shifts?from=$(date -u +%FT%TZ)&to={three_weeks}" | python3 -c '
+import sys, json, datetime as d; now = d.datetime.now(d.timezone.utc)
+s = [x for x in json.load(sys.stdin) if d.datetime.fromisoformat(x["start"]) > now][0]
+one = {{k: s[k] for k in ("schedule_id", "start", "end")}}
+print(json.dumps({{"recipient_ids": ["{sam}"], "start": s["start"], "end": s["end"], "shifts": [one],
+                  "message": "Could you take this one?"}}))' > /tmp/coverage-request.json
+  REQ=$(curl -s -H "Authorization: Bearer $RITA" -H 'Content-Type: application/json' \\
+       -d @/tmp/coverage-request.json {coverage}/v1/coverage-requests \\
+       | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+  curl -s -H "Authorization: Bearer $SAM" {coverage}/v1/coverage-requests/badge
+  curl -s -X POST -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' -d '{{}}' \\
+       {coverage}/v1/coverage-requests/$REQ/accept
 
 Then: make status | make logs NAME=notifier | make down""")
     return 0

@@ -190,7 +190,9 @@ class CoverageRequest:
         return self._moved("expired", None, now, "nobody accepted before the first shift started")
 
     def obsolete(self, reason: str, now: datetime) -> CoverageRequest:
-        return self._moved("obsolete", None, now, reason, shifts=tuple(replace(s, covered=None) for s in self.shifts))
+        # Nobody covers anything: the recipient who had accepted stays in `recipients` and the history.
+        shifts = tuple(replace(s, covered=None) for s in self.shifts)
+        return self._moved("obsolete", None, now, reason, shifts=shifts, covering_user_id=None)
 
 
 def new_request(

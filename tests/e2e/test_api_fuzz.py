@@ -6,7 +6,7 @@ only documented statuses, headers, content types and schemas, schema-violating r
 or bad credentials refused, and schema-valid requests accepted (positive_data_acceptance) except on the
 operations listed in DOMAIN_RULES.
 
-A service whose document has no operations yet (coverage, callrouter today) gets its test the day it has one.
+A service whose document has no operations yet (callrouter today) gets its test the day it has one.
 """
 
 import json
@@ -53,6 +53,10 @@ DOMAIN_RULES: dict[str, str] = {
     "PUT /v1/policies/{policy_id}": "the schedules and users a rule pages must exist",
     "POST /v1/support-hours": "time_zone must name an IANA zone; windows must not overlap",
     "PUT /v1/support-hours/{support_hours_id}": "time_zone must name an IANA zone; windows must not overlap",
+    "POST /v1/coverage-requests": "recipients must be active teammates; shifts must be the caller's, in the period",
+    "GET /v1/coverage-requests": "a cursor must be one the service gave out",
+    "GET /v1/coverage-requests/shifts": "`to` must follow `from`",
+    "POST /v1/coverage-requests/{request_id}/accept": "chosen shifts must be shifts of the request",
 }
 
 CASES: Counter[str] = Counter()
