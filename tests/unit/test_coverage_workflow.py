@@ -115,8 +115,9 @@ test_workflow = Workflow.TestCase
 def test_a_new_request_checks_its_own_input() -> None:
     def make(**kw: object) -> CoverageRequest:
         args: dict[str, object] = {
-            "id": uuid.uuid4(), "requester_id": REQUESTER, "recipient_ids": [X], "period": (NOW, NOW + timedelta(days=7)),
-            "shifts": SHIFTS[:1], "message": "", "now": NOW, "remind_before": None,
+            "id": uuid.uuid4(), "requester_id": REQUESTER, "recipient_ids": [X],
+            "period": (NOW, NOW + timedelta(days=7)), "shifts": SHIFTS[:1], "message": "", "now": NOW,
+            "remind_before": None,
         } | kw
         return new_request(**args)  # type: ignore[arg-type]
 
