@@ -23,27 +23,27 @@ import shared.http
 import shared.runtime
 from services.coverage.settings import Settings as CoverageSettings
 from services.schedule.settings import Settings
+from shared.settings import ServiceSettings
 from tests.conftest import Infra, token
 
 ADMIN = token(uuid.uuid4(), "admin")
 Client = TestClient[web.Request, web.Application]
 
 
-def schedule_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
-    """The schedule service's web app over `pool` (opened on `database_url`): the one place that knows how
-    the app is wired, so a change of wiring is adapted here only."""
-    settings = Settings(database_url=database_url)
-    app = shared.http.build_app(services.schedule.api.api, shared.auth.TokenVerifier(settings))
+def service_app(api: shared.http.Api, settings: ServiceSettings, pool: asyncpg.Pool) -> web.Application:
+    """A service's web app over `pool`, wired as its process wires it: the one place that knows how, so a
+    change of wiring is adapted here only."""
+    app = shared.http.build_app(api, shared.auth.TokenVerifier(settings))
     app[shared.runtime.POOL] = pool
     return app
+
+
+def schedule_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
+    return service_app(services.schedule.api.api, Settings(database_url=database_url), pool)
 
 
 def coverage_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
-    """The coverage service's web app over `pool`, wired as its process wires it."""
-    settings = CoverageSettings(database_url=database_url)
-    app = shared.http.build_app(services.coverage.api.api, shared.auth.TokenVerifier(settings))
-    app[shared.runtime.POOL] = pool
-    return app
+    return service_app(services.coverage.api.api, CoverageSettings(database_url=database_url), pool)
 
 
 @pytest.fixture(scope="session")
