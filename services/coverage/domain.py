@@ -136,6 +136,8 @@ class CoverageRequest:
         if self.status in ("accepting", "accepted") and self.covering_user_id == user_id:
             return self  # the same acceptance again (an app retry): one effect
         self._require({"pending"}, "accept")
+        if now >= self.first_shift_start:  # its expiry timer is about to fire
+            raise Conflict("the first shift has started: the request expired", request_id=str(self.id), state="expired")
         if dict((r.user_id, r.decision) for r in self.recipients)[user_id] == "declined":
             raise Conflict("you declined this request", request_id=str(self.id), state=self.status)
         wanted = set(self._known_shifts(chosen)) if chosen else {s.span for s in self.shifts}

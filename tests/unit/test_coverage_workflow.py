@@ -136,3 +136,11 @@ def test_a_new_request_checks_its_own_input() -> None:
     # a reminder already due when the request is made is left out; a later one is kept
     assert make(remind_before=timedelta(days=30)).remind_at is None
     assert make(remind_before=timedelta(hours=1)).remind_at == SHIFTS[0].start - timedelta(hours=1)
+
+
+def test_a_request_cannot_be_accepted_once_its_first_shift_has_started() -> None:
+    request = fresh()
+    with pytest.raises(Conflict) as caught:
+        request.accept(X, None, SHIFTS[0].start)
+    assert caught.value.details["state"] == "expired"
+    assert request.accept(X, None, SHIFTS[0].start - timedelta(seconds=1)).status == "accepting"
