@@ -100,8 +100,8 @@ async def test_a_request_accepted_moves_the_shifts_through_kafka(stack: Stack, i
     # the timeline schedule published with the coverage reaches coverage: the shifts are b's there too
     await w.shifts_in_coverage("a", *period, n=1)
     assert spans((await w.coverable("a", *period))[1]) == spans([kept])
-    theirs = await w.shifts_in_coverage("b", *period, n=5)
-    assert set(spans(asked)) <= set(spans(theirs))
+    _, theirs = await w.coverable("b", *period)
+    assert all(any(s <= start and end <= e for s, e in spans(theirs)) for start, end in spans(asked)), theirs
 
 
 async def test_an_admin_override_makes_a_pending_request_obsolete(stack: Stack, infra: Infra) -> None:
@@ -193,15 +193,13 @@ async def test_a_redelivered_or_resent_answer_from_schedule_changes_nothing(
 
     answers = [r for r in await topic_now(infra.kafka_bootstrap, COVERAGE_OUTCOMES.name) if r.key == rid.encode()]
     applied = [r for r in answers if json.loads(r.value)["type"] == "CoverageApplied"]
-    from shared.testing import read_topic
-    rr = await read_topic(infra.kafka_bootstrap, COVERAGE_OUTCOMES.name, until=lambda rs: any(r.key == rid.encode() for r in rs), timeout_s=10)
-    allr = await topic_now(infra.kafka_bootstrap, COVERAGE_OUTCOMES.name)
-    print("DEBUG", rid, [(r.partition, r.offset, r.key) for r in rr], [(r.partition, r.offset, r.key) for r in allr])
     assert applied, answers
     original = applied[0]
     headers = [(k, v) for k, v in original.headers if k != "event_id"]
     resent = json.loads(original.value) | {"event_id": str(uuid.uuid4())}
-    await produce(infra.kafka_bootstrap, COVERAGE_OUTCOMES.name, [(original.key, original.value)], list(original.headers))
+    await produce(
+        infra.kafka_bootstrap, COVERAGE_OUTCOMES.name, [(original.key, original.value)], list(original.headers)
+    )
     await produce(
         infra.kafka_bootstrap,
         COVERAGE_OUTCOMES.name,
