@@ -1,8 +1,8 @@
 """Shared set-up of the coverage benchmarks (a helper, not a benchmark: bench_runner skips `_*.py`).
 
 - `running_services`: schedule and coverage as OS processes on free ports against DATABASE_URL and
-  KAFKA_BOOTSTRAP, their logs in a temporary directory (kept, and named on stderr, if the benchmark fails);
-  always terminated at the end.
+  KAFKA_BOOTSTRAP, their logs in a temporary directory (kept, and named on stderr, if the benchmark fails or
+  BENCH_KEEP_LOGS is set); always terminated at the end.
 - `seed_pairs`: through schedule's API, many requester/recipient pairs: two users in their own team, and
   their own schedule (UTC) with a daily rotation [requester, recipient], so each requester holds every other
   day of the published 62-day horizon.
@@ -76,6 +76,11 @@ def spread(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def progress(started: float, what: str) -> None:
+    """A line on stderr: how long the run has taken so far (stdout carries only the figures)."""
+    print(f"# {time.monotonic() - started:6.1f}s {what}", file=sys.stderr, flush=True)
+
+
 def env() -> dict[str, str]:
     return {
         "DATABASE_URL": os.environ["DATABASE_URL"],
@@ -104,7 +109,7 @@ async def running_services(*names: str) -> AsyncIterator[dict[str, ServiceProces
             if died:
                 ok = False
                 print(f"{proc.name} died during the benchmark:\n{tail(proc.log_path)}", file=sys.stderr)
-        if ok:
+        if ok and not os.environ.get("BENCH_KEEP_LOGS"):
             shutil.rmtree(logs, ignore_errors=True)
         else:
             print(f"service logs kept in {logs}", file=sys.stderr)
