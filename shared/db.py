@@ -107,3 +107,75 @@ class Listener:
 
     def _wake_up(self, *_: object) -> None:
         self._wake.set()
+
+
+class Announcements:
+    """In-process waiters woken by `NOTIFY <channel>, '<key>'` (e.g. "request 42 changed"), sent by any
+    replica in the transaction that made the change, so a waiter learns of it on commit without polling.
+
+    A pooled connection LISTENs while anyone waits, and goes back to the pool when nobody does (so the pool
+    can close). A NOTIFY can be missed while no connection listens (it died), so waiters still look again
+    now and then.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, channel: str) -> None:
+        self.pool, self._channel = pool, channel
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._watching = 0
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def watch(self, key: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever `key` is announced while the block runs (clear it to wait again). Whatever
+        is announced after `watch` returns is seen."""
+        event = asyncio.Event()
+        self._waiters.setdefault(key, set()).add(event)
+        self._watching += 1
+        try:
+            await self._listen()
+            yield event
+        finally:
+            self._watching -= 1
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[key]
+            if not self._watching:
+                await self._unlisten()
+
+    async def _listen(self) -> None:
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            self._conn = None
+            try:
+                conn = await self.pool.acquire()
+            except Exception as exc:  # waiters fall back to looking again on their timeout
+                log.warning("cannot LISTEN for announcements", channel=self._channel, error=repr(exc))
+                return
+            try:
+                await conn.add_listener(self._channel, self._announced)
+            except Exception as exc:
+                log.warning("cannot LISTEN for announcements", channel=self._channel, error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await self.pool.release(conn)
+                return
+            self._conn = conn
+
+    async def _unlisten(self) -> None:
+        async with self._lock:
+            if self._watching:
+                return
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(self._channel, self._announced)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    def _announced(self, _conn: object, _pid: int, _channel: str, key: str) -> None:
+        for event in self._waiters.get(key, ()):
+            event.set()

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import aiokafka.errors
@@ -51,19 +52,38 @@ async def enqueue(
     topic: Topic | None = None,
 ) -> None:
     """Stage `message` for publication on its registered topic (or `topic`); sent only if the transaction commits."""
-    meta = {"type": message.type, "event_id": str(message.event_id), **(headers or {})}
+    await enqueue_all(conn, [message], headers=headers, topic=topic)
+
+
+async def enqueue_all(
+    conn: asyncpg.Connection,
+    messages: Sequence[Message],
+    *,
+    headers: Mapping[str, str] | None = None,
+    topic: Topic | None = None,
+) -> None:
+    """Stage `messages` in this order, in one round trip; see `enqueue`."""
+    if not messages:
+        return
     correlation_id = current_correlation_id()
-    if correlation_id:
-        meta.setdefault(CORRELATION_ID, correlation_id)
-    # One round trip: the row and the wake-up, which PostgreSQL delivers only on commit, so the relay never
-    # wakes for a row it cannot see yet.
+    metas = []
+    for message in messages:
+        meta = {"type": message.type, "event_id": str(message.event_id), **(headers or {})}
+        if correlation_id:
+            meta.setdefault(CORRELATION_ID, correlation_id)
+        metas.append(json.dumps(meta))
+    # One round trip: the rows and the wake-up, which PostgreSQL delivers only on commit, so the relay never
+    # wakes for a row it cannot see yet. WITH ORDINALITY keeps the ids (the publication order) as given.
     await conn.execute(
-        """WITH staged AS (INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4))
+        """WITH staged AS (
+               INSERT INTO outbox (topic, key, payload, headers)
+               SELECT t, k, p, h::jsonb FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+                    WITH ORDINALITY AS m(t, k, p, h, n) ORDER BY n)
            SELECT pg_notify(current_schema() || '_outbox', '')""",
-        (topic or topic_for(message)).name,
-        message.key,
-        message.model_dump_json().encode(),
-        meta,
+        [(topic or topic_for(m)).name for m in messages],
+        [m.key for m in messages],
+        [m.model_dump_json().encode() for m in messages],
+        metas,
     )
 
 

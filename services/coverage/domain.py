@@ -368,8 +368,12 @@ def notices(before: CoverageRequest | None, after: CoverageRequest, people: Peop
         taken = _shifts_text(r.chosen(), people, r.requester_id)
         told = [
             Notice(r.requester_id, "accepted", "Coverage accepted", f"{helper} now covers {taken}."),
-            Notice(taker, "accepted", "Coverage accepted",
-                   f"You are now on call for {asker}: {_shifts_text(r.chosen(), people, taker)}."),
+            Notice(
+                taker,
+                "accepted",
+                "Coverage accepted",
+                f"You are now on call for {asker}: {_shifts_text(r.chosen(), people, taker)}.",
+            ),
         ]
         others = [u for u in r.recipient_ids if u != r.covering_user_id and u in before.undecided]
         return told + [

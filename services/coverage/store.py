@@ -89,20 +89,16 @@ async def active_users(db: Db, user_ids: Iterable[UUID]) -> set[UUID]:
     return {r["user_id"] for r in rows}
 
 
-async def known_users(db: Db, user_ids: Iterable[UUID]) -> set[UUID]:
-    rows = await db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::uuid[])", list(user_ids))
-    return {r["user_id"] for r in rows}
-
-
-async def teammates(db: Db, user_id: UUID, candidates: Iterable[UUID]) -> set[UUID]:
-    """Those of `candidates` who share at least one team with `user_id`."""
+async def candidates(db: Db, user_id: UUID, asked: Iterable[UUID]) -> dict[UUID, tuple[bool, bool]]:
+    """For each of `asked` that the projection knows: (active, shares a team with `user_id`)."""
     rows = await db.fetch(
-        """SELECT DISTINCT c FROM teams, unnest($2::uuid[]) AS c
-           WHERE member_ids @> ARRAY[$1::uuid] AND c = ANY(member_ids)""",
+        """SELECT u.user_id, u.active,
+                  EXISTS (SELECT 1 FROM teams WHERE member_ids @> ARRAY[$1::uuid, u.user_id]) AS mate
+           FROM users u WHERE u.user_id = ANY($2::uuid[])""",
         user_id,
-        list(candidates),
+        list(asked),
     )
-    return {r["c"] for r in rows}
+    return {r["user_id"]: (r["active"], r["mate"]) for r in rows}
 
 
 async def people(db: Db, user_ids: Iterable[UUID]) -> People:
@@ -152,15 +148,38 @@ async def schedule_names(db: Db, schedule_ids: Iterable[UUID]) -> dict[UUID, str
     return {r["schedule_id"]: r["name"] for r in rows}
 
 
-async def claimed_by(db: Db, schedule_id: UUID, start: datetime, end: datetime) -> UUID | None:
-    """An open request holding a span of `schedule_id` overlapping [start, end), if any."""
-    return await db.fetchval(  # type: ignore[no-any-return]
-        """SELECT request_id FROM request_shifts
-           WHERE open AND schedule_id = $1 AND starts_at < $3 AND ends_at > $2 LIMIT 1""",
-        schedule_id,
-        start,
-        end,
+async def pieces_of_each(db: Db, spans: Sequence[tuple[UUID, datetime, datetime]]) -> list[list[Piece]]:
+    """For each (schedule, start, end): the on-call pieces of that schedule's timeline overlapping it, in order."""
+    rows = await db.fetch(
+        """SELECT s.n, t.schedule_id, t.starts_at, t.ends_at, t.user_id
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS s(sid, st, en, n)
+           JOIN timeline_shifts t ON t.schedule_id = s.sid AND t.starts_at < s.en AND t.ends_at > s.st
+           ORDER BY s.n, t.starts_at""",
+        [x[0] for x in spans],
+        [x[1] for x in spans],
+        [x[2] for x in spans],
     )
+    found: list[list[Piece]] = [[] for _ in spans]
+    for r in rows:
+        found[r["n"] - 1].append(Piece(r["schedule_id"], r["starts_at"], r["ends_at"], r["user_id"]))
+    return found
+
+
+async def claims_of_each(db: Db, spans: Sequence[tuple[UUID, datetime, datetime]]) -> list[UUID | None]:
+    """For each (schedule, start, end): an open request claiming time of that schedule overlapping it, if any."""
+    rows = await db.fetch(
+        """SELECT DISTINCT ON (s.n) s.n, c.request_id
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS s(sid, st, en, n)
+           JOIN request_shifts c ON c.open AND c.schedule_id = s.sid AND c.starts_at < s.en AND c.ends_at > s.st
+           ORDER BY s.n, c.request_id""",
+        [x[0] for x in spans],
+        [x[1] for x in spans],
+        [x[2] for x in spans],
+    )
+    found: list[UUID | None] = [None for _ in spans]
+    for r in rows:
+        found[r["n"] - 1] = r["request_id"]
+    return found
 
 
 async def open_claims_of(
@@ -202,10 +221,21 @@ async def pending_of_user(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]
 
 
 async def insert_request(conn: asyncpg.Connection, r: CoverageRequest) -> None:
+    """The request with its recipients, shifts and first history step, in one round trip."""
     await conn.execute(
-        """INSERT INTO requests (id, requester_id, period_start, period_end, message, status, covering_user_id,
-                                 reason, remind_at, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        """WITH request AS (
+               INSERT INTO requests (id, requester_id, period_start, period_end, message, status, covering_user_id,
+                                     reason, remind_at, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
+           recipients AS (
+               INSERT INTO request_recipients (request_id, user_id, position, decision, decided_at, created_at)
+               SELECT $1, u, n - 1, NULL, NULL, $10 FROM unnest($12::uuid[]) WITH ORDINALITY AS x(u, n)),
+           shifts AS (
+               INSERT INTO request_shifts (request_id, position, schedule_id, starts_at, ends_at, covered, open)
+               SELECT $1, n - 1, sid, st, en, NULL, true
+               FROM unnest($13::uuid[], $14::timestamptz[], $15::timestamptz[]) WITH ORDINALITY AS x(sid, st, en, n))
+           """
+        + _HISTORY_INSERT.format(first="$16", at="$17", actor="$18", status="$19", reason="$20"),
         r.id,
         r.requester_id,
         r.period_start,
@@ -217,18 +247,31 @@ async def insert_request(conn: asyncpg.Connection, r: CoverageRequest) -> None:
         r.remind_at,
         r.created_at,
         r.updated_at,
+        list(r.recipient_ids),
+        [s.schedule_id for s in r.shifts],
+        [s.start for s in r.shifts],
+        [s.end for s in r.shifts],
+        *_history_args(r, 0),
     )
-    await conn.executemany(
-        """INSERT INTO request_recipients (request_id, user_id, position, decision, decided_at, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        [(r.id, x.user_id, i, x.decision, x.decided_at, r.created_at) for i, x in enumerate(r.recipients)],
+
+
+# Appends the history steps of request $1 given as four arrays, numbered from {first}.
+_HISTORY_INSERT = """
+INSERT INTO request_history (request_id, position, at, actor_id, status, reason)
+SELECT $1, {first}::int + n - 1, at, actor, status, reason
+FROM unnest({at}::timestamptz[], {actor}::uuid[], {status}::text[], {reason}::text[]) WITH ORDINALITY
+     AS h(at, actor, status, reason, n)"""
+
+
+def _history_args(r: CoverageRequest, since: int) -> tuple[object, ...]:
+    steps = r.history[since:]
+    return (
+        since,
+        [t.at for t in steps],
+        [t.actor_id for t in steps],
+        [t.status for t in steps],
+        [t.reason for t in steps],
     )
-    await conn.executemany(
-        """INSERT INTO request_shifts (request_id, position, schedule_id, starts_at, ends_at, covered, open)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        [(r.id, i, s.schedule_id, s.start, s.end, s.covered, _holds(r, s)) for i, s in enumerate(r.shifts)],
-    )
-    await _append_history(conn, r, 0)
 
 
 def _holds(r: CoverageRequest, s: Shift) -> bool:
@@ -237,37 +280,36 @@ def _holds(r: CoverageRequest, s: Shift) -> bool:
 
 
 async def save_request(conn: asyncpg.Connection, before: CoverageRequest, after: CoverageRequest) -> None:
-    """Write what changed from `before` (as loaded) to `after`."""
+    """Write what changed from `before` (as loaded) to `after`, in one round trip. A change of status is
+    announced on `<schema>_requests` (delivered on commit) to whoever waits for it."""
+    decided = [x for x, y in zip(after.recipients, before.recipients, strict=True) if x != y]
     await conn.execute(
-        "UPDATE requests SET status = $2, covering_user_id = $3, reason = $4, updated_at = $5 WHERE id = $1",
+        """WITH request AS (
+               UPDATE requests SET status = $2, covering_user_id = $3, reason = $4, updated_at = $5 WHERE id = $1),
+           recipients AS (
+               UPDATE request_recipients x SET decision = d.decision, decided_at = d.at
+               FROM unnest($6::uuid[], $7::text[], $8::timestamptz[]) AS d(u, decision, at)
+               WHERE x.request_id = $1 AND x.user_id = d.u),
+           shifts AS (
+               UPDATE request_shifts s SET covered = c.covered, open = c.open
+               FROM unnest($9::boolean[], $10::boolean[]) WITH ORDINALITY AS c(covered, open, n)
+               WHERE s.request_id = $1 AND s.position = c.n - 1),
+           history AS ("""
+        + _HISTORY_INSERT.format(first="$11", at="$12", actor="$13", status="$14", reason="$15")
+        + """)
+           SELECT pg_notify(current_schema() || '_requests', $1::text) WHERE $16""",
         after.id,
         after.status,
         after.covering_user_id,
         after.reason,
         after.updated_at,
-    )
-    changed = [
-        (after.id, x.user_id, x.decision, x.decided_at)
-        for x, y in zip(after.recipients, before.recipients, strict=True)
-        if x != y
-    ]
-    if changed:
-        await conn.executemany(
-            "UPDATE request_recipients SET decision = $3, decided_at = $4 WHERE request_id = $1 AND user_id = $2",
-            changed,
-        )
-    await conn.executemany(
-        "UPDATE request_shifts SET covered = $3, open = $4 WHERE request_id = $1 AND position = $2",
-        [(after.id, i, s.covered, _holds(after, s)) for i, s in enumerate(after.shifts)],
-    )
-    await _append_history(conn, after, len(before.history))
-
-
-async def _append_history(conn: asyncpg.Connection, r: CoverageRequest, since: int) -> None:
-    await conn.executemany(
-        """INSERT INTO request_history (request_id, position, at, actor_id, status, reason)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        [(r.id, since + i, t.at, t.actor_id, t.status, t.reason) for i, t in enumerate(r.history[since:])],
+        [x.user_id for x in decided],
+        [x.decision for x in decided],
+        [x.decided_at for x in decided],
+        [s.covered for s in after.shifts],
+        [_holds(after, s) for s in after.shifts],
+        *_history_args(after, len(before.history)),
+        after.status != before.status,
     )
 
 
@@ -346,6 +388,17 @@ async def list_requests(
         limit,
     )
     return [_load(r) for r in rows]
+
+
+async def badges(db: Db, user_ids: Iterable[UUID]) -> dict[UUID, int]:
+    """`badge` of each of `user_ids`, in one round trip."""
+    rows = await db.fetch(
+        """SELECT u, (SELECT count(*) FROM request_recipients x JOIN requests r ON r.id = x.request_id
+                      WHERE x.user_id = u AND x.decision IS NULL AND r.status = 'pending') AS n
+           FROM unnest($1::uuid[]) AS u""",
+        list(set(user_ids)),
+    )
+    return {r["u"]: r["n"] for r in rows}
 
 
 async def badge(db: Db, user_id: UUID) -> int:

@@ -473,3 +473,31 @@ async def test_expiry_and_reminder_timers(coverage_client: Client, world: World)
     ]
     assert not await world.pool.fetch("SELECT kind FROM timers WHERE key = $1", rid)
 
+
+
+async def test_accept_answers_the_final_state_when_schedule_answers_while_it_waits(
+    coverage_client: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "ACCEPT_WAIT_S", 5.0)
+    created = await create(coverage_client, world, [50])
+    rid = created["id"]
+
+    async def schedule_answers() -> float:
+        asked = await eventually_staged(world, rid)
+        await world.applied(rid, world.users["ben"], asked["shifts"])
+        return asyncio.get_running_loop().time()
+
+    accept = call(coverage_client, "POST", f"/v1/coverage-requests/{rid}/accept", json={}, headers=world.headers("ben"))
+    (status, done), answered_at = await asyncio.gather(accept, schedule_answers())
+    assert status == 200 and done["status"] == "accepted", done
+    # woken by the announcement, not by the quarter-second look
+    assert asyncio.get_running_loop().time() - answered_at < 0.2
+
+
+async def eventually_staged(world: World, rid: str) -> dict[str, Any]:
+    for _ in range(200):
+        asked = await world.staged(rid, "CoverageRequestAccepted")
+        if asked:
+            return asked[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("the acceptance was never staged")

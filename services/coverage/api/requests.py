@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
@@ -306,14 +304,10 @@ async def accept_request(call: Call[AcceptIn, None]) -> RequestOut | WithStatus:
     chosen = tuple(ShiftChoice(s.schedule_id, s.start, s.end) for s in shifts) if shifts is not None else None
     accepted = await requests.accept(pool, call.actor, Accept(call.path["request_id"], chosen), utcnow())
     if accepted.status in OPEN:
-        deadline = time.monotonic() + ACCEPT_WAIT_S
-        delay = 0.01
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-            if await requests.status_of(pool, accepted.id) not in OPEN:
-                return RequestOut.of(await requests.get(pool, call.actor, accepted.id))
-        return WithStatus(RequestOut.of(accepted), 202)
+        final = await requests.settled(pool, call.actor, accepted.id, ACCEPT_WAIT_S)
+        if final is None:
+            return WithStatus(RequestOut.of(accepted), 202)
+        accepted = final
     return RequestOut.of(accepted)
 
 

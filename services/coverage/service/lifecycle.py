@@ -16,7 +16,7 @@ from shared.db import transaction
 from shared.errors import found
 from shared.logs import get_logger
 from shared.messages import CoverageRequestAccepted, SendNotification, ShiftRef
-from shared.outbox import enqueue
+from shared.outbox import enqueue, enqueue_all
 
 log = get_logger(__name__)
 
@@ -42,12 +42,10 @@ async def record(
         await store.save_request(conn, before, after)
     moved = before is None or before.status != after.status
     if moved and after.status == "accepting":
-        await timers.cancel(conn, EXPIRE, key)
-        await timers.cancel(conn, REMIND, key)
+        await timers.cancel_kinds(conn, key, EXPIRE, REMIND)
         await ask_schedule(conn, after, now, attempt=0)
     elif moved and after.status in FINAL:
-        for kind in (EXPIRE, REMIND, RESEND):
-            await timers.cancel(conn, kind, key)
+        await timers.cancel_kinds(conn, key, EXPIRE, REMIND, RESEND)
     await tell(conn, after, notices(before, after, await store.people(conn, _mentioned(after))))
 
 
@@ -68,24 +66,28 @@ async def ask_schedule(conn: asyncpg.Connection, r: CoverageRequest, now: dateti
 
 async def tell(conn: asyncpg.Connection, r: CoverageRequest, told: list[Notice]) -> None:
     """One notification command per notice, keyed so that a user is never told the same thing twice."""
-    for n in told:
-        data = {
-            "kind": "coverage_request",
-            "request_id": str(r.id),
-            "status": r.status,
-            "badge": str(await store.badge(conn, n.user_id)),
-        }
-        await enqueue(
-            conn,
+    if not told:
+        return
+    badges = await store.badges(conn, [n.user_id for n in told])
+    await enqueue_all(
+        conn,
+        [
             SendNotification(
                 user_id=n.user_id,
                 idempotency_key=f"coverage-request:{r.id}:{n.what}:{n.user_id}",
                 title=n.title,
                 body=n.body[:2000],
                 urgency="low",
-                data=data,
-            ),
-        )
+                data={
+                    "kind": "coverage_request",
+                    "request_id": str(r.id),
+                    "status": r.status,
+                    "badge": str(badges.get(n.user_id, 0)),
+                },
+            )
+            for n in told
+        ],
+    )
 
 
 def _mentioned(r: CoverageRequest) -> set[UUID]:

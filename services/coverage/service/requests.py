@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -10,11 +13,11 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from services.coverage import store
-from services.coverage.domain import CoverageRequest, Piece, Shift, new_request, shift_problem
+from services.coverage.domain import OPEN, CoverageRequest, Piece, Shift, new_request, shift_problem
 from services.coverage.service.commands import Accept, CreateRequest, Decline, ListRequests
 from services.coverage.service.lifecycle import change, record
 from shared.auth import Principal
-from shared.db import transaction
+from shared.db import Announcements, transaction
 from shared.errors import Conflict, InvalidInput, NotFound
 
 
@@ -30,13 +33,12 @@ async def create(pool: asyncpg.Pool, actor: Principal, cmd: CreateRequest, now: 
         # Locking the timelines keeps a newer timeline from landing between this check and the commit unseen:
         # its consumer waits, then finds this request pending and judges it on the new timeline.
         horizons = await store.lock_timelines(conn, {s.schedule_id for s in shifts})
-        for i, s in enumerate(shifts):
-            pieces = await store.pieces(conn, s.schedule_id, s.start, s.end)
+        spans = [s.span for s in shifts]
+        for i, (s, pieces) in enumerate(zip(shifts, await store.pieces_of_each(conn, spans), strict=True)):
             problem = shift_problem(s, actor.user_id, pieces, horizons.get(s.schedule_id), (cmd.start, cmd.end))
             if problem:
                 raise InvalidInput(f"shifts.{i}", problem)
-        for i, s in enumerate(shifts):
-            other = await store.claimed_by(conn, s.schedule_id, s.start, s.end)
+        for i, other in enumerate(await store.claims_of_each(conn, spans)):
             if other is not None:
                 raise Conflict(
                     f"shifts.{i} is already claimed by open coverage request {other}",
@@ -48,16 +50,15 @@ async def create(pool: asyncpg.Pool, actor: Principal, cmd: CreateRequest, now: 
 
 
 async def _check_recipients(conn: asyncpg.Connection, requester: UUID, ids: tuple[UUID, ...]) -> None:
-    known = await store.known_users(conn, ids)
-    active = await store.active_users(conn, ids)
-    mates = await store.teammates(conn, requester, ids)
+    facts = await store.candidates(conn, requester, ids)
     for i, user_id in enumerate(ids):
         field = f"recipient_ids.{i}"
-        if user_id not in known:
+        if user_id not in facts:
             raise InvalidInput(field, f"unknown user {user_id}")
-        if user_id not in active:
+        active, mate = facts[user_id]
+        if not active:
             raise InvalidInput(field, f"user {user_id} is deactivated")
-        if user_id not in mates:
+        if not mate:
             raise InvalidInput(field, f"user {user_id} shares no team with you")
 
 
@@ -102,8 +103,29 @@ async def cancel(pool: asyncpg.Pool, actor: Principal, request_id: UUID, now: da
     return (await change(pool, request_id, step, now))[0]
 
 
-async def status_of(pool: asyncpg.Pool, request_id: UUID) -> str | None:
-    return await store.status_of(pool, request_id)
+# per pool (asyncpg pools take no weak references; a process has one pool, tests a few)
+_announcements: dict[int, Announcements] = {}
+
+
+async def settled(pool: asyncpg.Pool, actor: Principal, request_id: UUID, within_s: float) -> CoverageRequest | None:
+    """The request once it has left `accepting` (schedule answered), waiting at most `within_s`; None if it
+    has not by then. Woken by the NOTIFY its change sends on commit, from whichever replica consumed the
+    answer; it looks again every quarter second in case a NOTIFY was missed."""
+    changes = _announcements.get(id(pool))
+    if changes is None or changes.pool is not pool:
+        channel = await pool.fetchval("SELECT current_schema() || '_requests'")
+        changes = _announcements[id(pool)] = Announcements(pool, channel)
+    deadline = time.monotonic() + within_s
+    async with changes.watch(str(request_id)) as changed:
+        while True:
+            if await store.status_of(pool, request_id) not in OPEN:
+                return await get(pool, actor, request_id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, 0.25))
+            changed.clear()
 
 
 async def listing(pool: asyncpg.Pool, actor: Principal, q: ListRequests) -> list[CoverageRequest]:
