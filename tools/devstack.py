@@ -189,9 +189,9 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     notifier = procs["notifier"].base_url
     coverage = procs["coverage"].base_url
     seeded = _seeded(run_dir)
-    people = seeded.get("users", {})
-    rita = people.get("rita@demo.oncall", {}).get("id", "<rita id>")  # type: ignore[union-attr]
-    sam = people.get("sam@demo.oncall", {}).get("id", "<sam id>")  # type: ignore[union-attr]
+    people: dict[str, dict[str, str]] = seeded.get("users", {})  # type: ignore[assignment]
+    rita = people.get("rita@demo.oncall", {}).get("id", "<rita id>")
+    sam = people.get("sam@demo.oncall", {}).get("id", "<sam id>")
     three_weeks = (datetime.now(UTC) + timedelta(days=21)).strftime("%Y-%m-%dT%H:%M:%SZ")
     fortnight = (datetime.now(UTC) + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"""

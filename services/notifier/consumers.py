@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.notifier import service
+from services.notifier.service import deliveries as service
 from shared.messages import SendNotification, UserSnapshot
 from shared.runtime import Service
 from shared.topics import NOTIFICATION_COMMANDS, USERS

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
 from uuid import UUID
+
+from shared.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -17,3 +22,71 @@ class Delivery:
     data: dict[str, str] = field(default_factory=dict)
     status: str = "queued"
 
+
+
+Platform = Literal["ios", "android"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """A phone that receives pushes: its push token on its platform, and whether its owner allowed critical
+    alerts (iOS asks separately; Android needs the DND-bypassing channel enabled)."""
+
+    id: UUID
+    user_id: UUID
+    platform: Platform
+    token: str
+    app_version: str
+    critical_allowed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+Channel = Literal["push", "voice"]
+URGENCIES = ("high", "low")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Reach the user on `channel` `after` the notification was sent, unless they acknowledged it before."""
+
+    channel: Channel
+    after: timedelta
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """How a user wants to be reached, per urgency: ordered steps. A critical notification follows the high
+    steps (and breaks through Do-Not-Disturb where the device allows it)."""
+
+    high: tuple[Step, ...]
+    low: tuple[Step, ...]
+    version: int = 0
+
+    def steps(self, urgency: str) -> tuple[Step, ...]:
+        return self.low if urgency == "low" else self.high
+
+
+MAX_STEPS = 10
+MAX_DELAY = timedelta(hours=24)
+
+# A new user: a push at once; for high urgency, a call 2 minutes later if the push was not acknowledged.
+DEFAULT_PREFERENCES = Preferences(
+    high=(Step("push", timedelta(0)), Step("voice", timedelta(minutes=2))),
+    low=(Step("push", timedelta(0)),),
+)
+
+
+def checked_steps(steps: Sequence[Step], field_name: str) -> tuple[Step, ...]:
+    """The steps in order of time; at least one, at most MAX_STEPS, each at most MAX_DELAY after the
+    notification, no step twice."""
+    if not steps:
+        raise InvalidInput(field_name, "at least one step is needed, or the user would never be told")
+    if len(steps) > MAX_STEPS:
+        raise InvalidInput(field_name, f"at most {MAX_STEPS} steps")
+    for i, step in enumerate(steps):
+        if not timedelta(0) <= step.after <= MAX_DELAY:
+            raise InvalidInput(f"{field_name}.{i}.after_minutes", "between 0 and 1440 minutes")
+        if step in steps[:i]:
+            raise InvalidInput(f"{field_name}.{i}", "the same step twice")
+    return tuple(sorted(steps, key=lambda s: (s.after, s.channel)))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import TypeAlias
 from uuid import UUID
 
 import asyncpg
 
-from services.notifier.domain import Delivery
+from services.notifier.domain import Delivery, Device, Preferences, Step
+from shared.logs import get_logger
 from shared.messages import UserSnapshot
 from shared.projection import upsert_snapshot
+
+log = get_logger(__name__)
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def upsert_recipient(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
@@ -45,3 +51,96 @@ async def list_deliveries(pool: asyncpg.Pool, user_id: UUID, *, limit: int, offs
         user_id, limit, offset,
     )
     return [Delivery(**dict(r)) for r in rows]
+
+
+# --- devices ----------------------------------------------------------------------------------------------------
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(
+        row["id"], row["user_id"], row["platform"], row["token"], row["app_version"], row["critical_allowed"],
+        row["created_at"], row["updated_at"],
+    )
+
+
+async def upsert_device(conn: asyncpg.Connection, device: Device) -> Device:
+    """Register `device`; a token already known (on this platform) moves to this user with its new details
+    and keeps its id."""
+    row = await conn.fetchrow(
+        """INSERT INTO devices (id, user_id, platform, token, app_version, critical_allowed, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+           ON CONFLICT (platform, token) DO UPDATE SET user_id = EXCLUDED.user_id,
+               app_version = EXCLUDED.app_version, critical_allowed = EXCLUDED.critical_allowed,
+               updated_at = EXCLUDED.updated_at
+           RETURNING *""",
+        device.id, device.user_id, device.platform, device.token, device.app_version, device.critical_allowed,
+        device.updated_at,
+    )
+    return _device(row)
+
+
+async def get_device(db: Db, device_id: UUID, *, lock: bool = False) -> Device | None:
+    row = await db.fetchrow("SELECT * FROM devices WHERE id = $1" + (" FOR UPDATE" if lock else ""), device_id)
+    return _device(row) if row is not None else None
+
+
+async def update_device(conn: asyncpg.Connection, device: Device) -> Device:
+    row = await conn.fetchrow(
+        """UPDATE devices SET token = $2, app_version = $3, critical_allowed = $4, updated_at = $5 WHERE id = $1
+           RETURNING *""",
+        device.id, device.token, device.app_version, device.critical_allowed, device.updated_at,
+    )
+    return _device(row)
+
+
+async def delete_device(db: Db, device_id: UUID) -> None:
+    await db.execute("DELETE FROM devices WHERE id = $1", device_id)
+
+
+async def delete_token(conn: asyncpg.Connection, platform: str, token: str, *, keep: UUID) -> None:
+    """Forget the device holding `token` on `platform`, unless it is `keep`."""
+    await conn.execute("DELETE FROM devices WHERE platform = $1 AND token = $2 AND id <> $3", platform, token, keep)
+
+
+async def devices_of(db: Db, user_id: UUID) -> list[Device]:
+    rows = await db.fetch("SELECT * FROM devices WHERE user_id = $1 ORDER BY created_at, id", user_id)
+    return [_device(r) for r in rows]
+
+
+# --- preferences --------------------------------------------------------------------------------------------------
+
+PREFERENCES_FORMAT = 1
+
+
+def _dump_steps(steps: tuple[Step, ...]) -> list[dict[str, object]]:
+    return [{"channel": s.channel, "after_s": int(s.after.total_seconds())} for s in steps]
+
+
+def _load_steps(raw: list[dict[str, object]]) -> tuple[Step, ...]:
+    return tuple(Step(s["channel"], timedelta(seconds=int(s["after_s"]))) for s in raw)  # type: ignore[arg-type,call-overload]
+
+
+async def get_preferences(db: Db, user_id: UUID, *, lock: bool = False) -> Preferences | None:
+    """The user's stored preferences, or None when they never set any (then the defaults apply). A stored
+    definition that cannot be read is logged and treated as absent, so a user is never left unreachable."""
+    row = await db.fetchrow(
+        "SELECT version, definition FROM preferences WHERE user_id = $1" + (" FOR UPDATE" if lock else ""), user_id
+    )
+    if row is None:
+        return None
+    try:
+        d = row["definition"]
+        return Preferences(_load_steps(d["high"]), _load_steps(d["low"]), row["version"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("stored preferences cannot be read; defaults apply", user_id=str(user_id), error=repr(exc))
+        return None
+
+
+async def save_preferences(conn: asyncpg.Connection, user_id: UUID, prefs: Preferences) -> None:
+    definition = {"v": PREFERENCES_FORMAT, "high": _dump_steps(prefs.high), "low": _dump_steps(prefs.low)}
+    await conn.execute(
+        """INSERT INTO preferences (user_id, version, definition, updated_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
+               updated_at = now()""",
+        user_id, prefs.version, definition,
+    )

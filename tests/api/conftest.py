@@ -16,12 +16,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import services.coverage.api
+import services.notifier.api
 import services.schedule.api
 import shared.auth
 import shared.db
 import shared.http
 import shared.runtime
 from services.coverage.settings import Settings as CoverageSettings
+from services.notifier.settings import Settings as NotifierSettings
 from services.schedule.settings import Settings
 from shared.settings import ServiceSettings
 from tests.conftest import Infra, token
@@ -44,6 +46,23 @@ def schedule_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
 
 def coverage_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
     return service_app(services.coverage.api.api, CoverageSettings(database_url=database_url), pool)
+
+
+def notifier_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
+    return service_app(services.notifier.api.api, NotifierSettings(database_url=database_url), pool)
+
+
+@pytest.fixture(scope="session")
+async def notifier_pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(infra.database_url, "notifier")
+    yield created
+    await created.close()
+
+
+@pytest.fixture(scope="session")
+async def notifier_client(notifier_pool: asyncpg.Pool, infra: Infra) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(notifier_app(notifier_pool, infra.database_url))) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,7 @@ DOMAIN_RULES: dict[str, str] = {
     "GET /v1/coverage-requests": "a cursor must be one the service gave out",
     "GET /v1/coverage-requests/shifts": "`to` must follow `from`",
     "POST /v1/coverage-requests/{request_id}/accept": "chosen shifts must be shifts of the request",
+    "PUT /v1/notification-preferences/{user_id}": "no step may appear twice",
 }
 
 CASES: Counter[str] = Counter()

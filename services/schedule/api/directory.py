@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from services.schedule.api import api
@@ -44,7 +44,7 @@ class UserUpdate(BaseModel):
     time_zone: TimeZone | SkipJsonSchema[None] = None
     language: Language | SkipJsonSchema[None] = None
     role: Role | SkipJsonSchema[None] = None
-    active: bool | SkipJsonSchema[None] = None
+    active: StrictBool | SkipJsonSchema[None] = None
 
     @field_validator("name", "email", "time_zone", "language", "role", "active", mode="before")
     @classmethod

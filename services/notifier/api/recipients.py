@@ -1,25 +1,16 @@
-"""HTTP routes of the notifier service."""
+"""Routes: notifier's copy of a user, and a user's notification history."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from aiohttp import web
 from pydantic import BaseModel
 
-from services.notifier import service
+from services.notifier.api import api
+from services.notifier.service import deliveries as service
 from shared.auth import ANYONE
-from shared.http import Api, Call, Page
+from shared.http import Call, Page
 from shared.runtime import POOL
-
-api = Api("notifier", "1.0.0", "Push and voice notifications: devices, preferences, delivery history.")
-
-
-async def _deactivated(app: web.Application, user_id: UUID) -> bool:
-    return await service.is_deactivated(app[POOL], user_id)
-
-
-api.deactivated = _deactivated
 
 
 class RecipientOut(BaseModel):
