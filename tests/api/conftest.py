@@ -26,7 +26,8 @@ from services.coverage.settings import Settings as CoverageSettings
 from services.notifier.settings import Settings as NotifierSettings
 from services.schedule.settings import Settings
 from shared.settings import ServiceSettings
-from tests.conftest import Infra, token
+from tests.conftest import Infra, _create_database, token
+from tools.procs import apply_migrations
 
 ADMIN = token(uuid.uuid4(), "admin")
 Client = TestClient[web.Request, web.Application]
@@ -53,41 +54,50 @@ def notifier_app(pool: asyncpg.Pool, database_url: str) -> web.Application:
 
 
 @pytest.fixture(scope="session")
-async def notifier_pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
-    created = await shared.db.create_pool(infra.database_url, "notifier")
+async def api_database(infra: Infra) -> str:
+    """A database of this tier's own: the apps here read what they staged in their outboxes, which the
+    service processes of the end-to-end tests (on the session's database) would publish and delete."""
+    url = await _create_database(infra.database_url, f"api_{uuid.uuid4().hex[:10]}")
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def notifier_pool(api_database: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(api_database, "notifier")
     yield created
     await created.close()
 
 
 @pytest.fixture(scope="session")
-async def notifier_client(notifier_pool: asyncpg.Pool, infra: Infra) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(notifier_app(notifier_pool, infra.database_url))) as test_client:
+async def notifier_client(notifier_pool: asyncpg.Pool, api_database: str) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(notifier_app(notifier_pool, api_database))) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="session")
-async def coverage_pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
-    created = await shared.db.create_pool(infra.database_url, "coverage")
+async def coverage_pool(api_database: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(api_database, "coverage")
     yield created
     await created.close()
 
 
 @pytest.fixture(scope="session")
-async def coverage_client(coverage_pool: asyncpg.Pool, infra: Infra) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(coverage_app(coverage_pool, infra.database_url))) as test_client:
+async def coverage_client(coverage_pool: asyncpg.Pool, api_database: str) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(coverage_app(coverage_pool, api_database))) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="session")
-async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
-    created = await shared.db.create_pool(infra.database_url, "schedule")
+async def pool(api_database: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(api_database, "schedule")
     yield created
     await created.close()
 
 
 @pytest.fixture(scope="session")
-async def client(pool: asyncpg.Pool, infra: Infra) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(schedule_app(pool, infra.database_url))) as test_client:
+async def client(pool: asyncpg.Pool, api_database: str) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(schedule_app(pool, api_database))) as test_client:
         yield test_client
 
 
