@@ -15,14 +15,16 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; break; }; done)
 
-# `make token USER=...`: the login shell exports USER too, so only a command-line value counts.
+# `make token USER=...` / `make phone USER=...`: the login shell exports USER too, so only a command-line value
+# counts.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user '$(USER)',)
 TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
 
-.PHONY: help venv up down status logs token test lint bench clean
+.PHONY: help venv up down status logs token phone test lint bench clean
 
 help:
 	@echo "targets: up [BROKER=tansu|noida] down status logs [NAME=..] token [USER=.. ROLE=..]"
+	@echo "         phone USER=.. (what that user's phones got from the vendor fakes)"
 	@echo "         test [PYTEST_ARGS=..] lint bench venv clean"
 
 venv: $(STAMP)
@@ -50,6 +52,10 @@ logs: $(STAMP)
 
 token: $(STAMP)
 	@$(PY) -m tools.devstack token $(TOKEN_USER) $(TOKEN_ROLE)
+
+phone: $(STAMP)
+	@$(if $(TOKEN_USER),,echo "usage: make phone USER=<user id>" >&2; exit 2;) \
+	$(PY) -m tools.devstack phone $(TOKEN_USER)
 
 # pytest's own exit code is the result; 5 (nothing collected) is a failure, never a green run.
 test: $(STAMP)

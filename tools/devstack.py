@@ -1,13 +1,16 @@
 """The developer CLI behind the Makefile: the whole platform on this machine, without Docker.
 
-    python -m tools.devstack up [--broker tansu|noida]   broker + PostgreSQL + migrations + 4 services + seed
+    python -m tools.devstack up [--broker tansu|noida]   broker + PostgreSQL + migrations + vendor fakes
+                                                        + 4 services + seed
     python -m tools.devstack down                       stop all of it (data stays in .run/)
     python -m tools.devstack status                     each component: up/down, port, pid
-    python -m tools.devstack logs [NAME] [-n LINES]     tail of the logs (NAME: a service, broker, postgres)
+    python -m tools.devstack logs [NAME] [-n LINES]     tail of the logs (NAME: a service, fake, broker, postgres)
     python -m tools.devstack token [--user U] [--role R] [--ttl S]   a dev JWT
+    python -m tools.devstack phone --user U             what U's phones got from the APNs/FCM/Twilio fakes
     python -m tools.devstack clean                      down, then delete .run/ and the cluster behind it
 
-State lives in .run/ (override with ONCALL_RUN_DIR): infra.json/infra.env, services.json, logs/<name>.log.
+State lives in .run/ (override with ONCALL_RUN_DIR): infra.json/infra.env, services.json, fakes.json,
+fakes/<name>/ (keys, certificates), logs/<name>.log.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,10 +39,12 @@ from shared.settings import DEV_JWT_SECRET
 from tools import infra
 from tools.procs import (
     REPO_ROOT,
+    OsProcess,
     ProcessError,
     ServiceProcess,
     apply_migrations,
     http_status,
+    spawn,
     start_service,
     tail,
 )
@@ -102,22 +112,40 @@ def _port_for(name: str, record: ServiceRecord | None) -> int:
     return infra.free_port() if infra.port_in_use(preferred) else preferred
 
 
-def _services_up(run_dir: Path, env: dict[str, str], broker_kind: str) -> dict[str, ServiceProcess]:
-    """Keep each recorded service that runs against the same infrastructure; (re)start the others."""
-    started_with = {**env, "broker": broker_kind}
+def _own_env(name: str, env: dict[str, str], extra: dict[str, dict[str, str]], port: int) -> dict[str, str]:
+    """The environment of service `name` on `port`: the shared one plus its own extras (notifier: providers)."""
+    own = {**env, **extra.get(name, {})}
+    if name == "notifier" and name in extra:
+        own["PUBLIC_WEBHOOK_URL"] = f"http://127.0.0.1:{port}"  # until a gateway serves notifier's webhooks
+    return own
+
+
+def _services_up(
+    run_dir: Path, env: dict[str, str], broker_kind: str, extra: dict[str, dict[str, str]] | None = None
+) -> dict[str, ServiceProcess]:
+    """Keep each recorded service that runs with the same environment; (re)start the others.
+
+    `extra`: service name -> environment only that service gets."""
+    extra = extra or {}
     records = _load_records(run_dir)
     procs: dict[str, ServiceProcess] = {}
     for name in SERVICE_NAMES:
         record = records.get(name)
         running = record.attach() if record else None
-        if running is not None and record is not None and record.started_with == started_with:
+        if (
+            running is not None
+            and record is not None
+            and record.started_with == {**_own_env(name, env, extra, record.port), "broker": broker_kind}
+        ):
             procs[name] = running
             continue
-        if running is not None:  # started against a broker or database that has since changed
+        if running is not None:  # started against a broker, database or fake that has since changed
             running.terminate()
         log_path = run_dir / "logs" / f"{name}.log"
-        procs[name] = start_service(name, env=env, port=_port_for(name, record), log_path=log_path)
-        records[name] = ServiceRecord(name, procs[name].pid, procs[name].port, log_path, started_with)
+        port = _port_for(name, record)
+        own_env = _own_env(name, env, extra, port)
+        procs[name] = start_service(name, env=own_env, port=port, log_path=log_path)
+        records[name] = ServiceRecord(name, procs[name].pid, port, log_path, {**own_env, "broker": broker_kind})
         _save_records(run_dir, records)
     for proc in procs.values():
         proc.wait_ready(timeout=60)
@@ -133,6 +161,197 @@ def _services_down(run_dir: Path) -> list[str]:
             stopped.append(f"{record.name} (pid {record.pid})")
     (run_dir / SERVICES_FILE).unlink(missing_ok=True)
     return stopped
+
+
+# --------------------------------------------------------------------------------------------------- fakes
+
+FAKES_FILE = "fakes.json"
+APNS_TOPIC = "com.example.oncall"
+TWILIO_FROM_NUMBER = "+15005550006"  # Twilio's "valid" magic test number
+FAKE_START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class FakeSpec:
+    """A local stand-in for a vendor that notifier talks to, run as `python -m <module>`."""
+
+    name: str
+    module: str
+    default_ports: dict[str, int]  # "port" (the vendor API), and "admin_port" where inspection has its own
+    probe: str  # a GET on the inspection port that answers 200 once the fake serves
+    inbox: str  # "what the phone received", by device token or phone number: append the (quoted) value
+
+    def argv(self, ports: dict[str, int], state_dir: Path) -> list[str]:
+        argv = [sys.executable, "-m", self.module, "--port", str(ports["port"])]
+        if self.name == "fake-apns":
+            return [*argv, "--admin-port", str(ports["admin_port"]), "--cert-dir", str(state_dir)]
+        if self.name == "fake-fcm":
+            return [*argv, "--state-dir", str(state_dir)]
+        return argv
+
+    def url(self, ports: dict[str, int]) -> str:
+        """Where the vendor API answers (APNs: TLS)."""
+        scheme = "https" if self.name == "fake-apns" else "http"
+        return f"{scheme}://127.0.0.1:{ports['port']}"
+
+    def inspect_url(self, ports: dict[str, int]) -> str:
+        """The base of the `/_fake/...` inspection endpoints."""
+        return f"http://127.0.0.1:{ports.get('admin_port', ports['port'])}"
+
+
+FAKES: dict[str, FakeSpec] = {
+    spec.name: spec
+    for spec in (
+        FakeSpec("fake-apns", "tools.fakes.apns", {"port": 2197, "admin_port": 2198}, "/_fake",
+                 "/_fake/pushes?token="),
+        FakeSpec("fake-fcm", "tools.fakes.fcm", {"port": 9411}, "/_fake/messages", "/_fake/messages?token="),
+        FakeSpec("fake-twilio", "tools.fakes.twilio", {"port": 9412}, "/_fake/calls", "/_fake/calls?to="),
+    )
+}
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """What fakes.json keeps about one fake's process."""
+
+    name: str
+    pid: int
+    ports: dict[str, int]
+    log_path: Path
+    state_dir: Path
+
+    @property
+    def spec(self) -> FakeSpec:
+        return FAKES[self.name]
+
+    @property
+    def url(self) -> str:
+        return self.spec.url(self.ports)
+
+    @property
+    def inspect_url(self) -> str:
+        return self.spec.inspect_url(self.ports)
+
+    def attach(self) -> OsProcess | None:
+        return OsProcess.attach(self.pid, self.spec.module)
+
+    def ready(self) -> bool:
+        if http_status(self.inspect_url + self.spec.probe) != 200:
+            return False
+        return self.name != "fake-apns" or (self.state_dir / "fake-apns.json").exists()
+
+
+def load_fakes(run_dir: Path) -> dict[str, FakeRecord]:
+    try:
+        raw = cast(dict[str, dict[str, Any]], json.loads((run_dir / FAKES_FILE).read_text()))
+        return {
+            name: FakeRecord(
+                name, int(r["pid"]), {k: int(v) for k, v in r["ports"].items()}, Path(r["log_path"]),
+                Path(r["state_dir"]),
+            )
+            for name, r in raw.items()
+            if name in FAKES
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _save_fakes(run_dir: Path, records: dict[str, FakeRecord]) -> None:
+    raw = {
+        r.name: {"pid": r.pid, "ports": r.ports, "log_path": str(r.log_path), "state_dir": str(r.state_dir)}
+        for r in records.values()
+    }
+    (run_dir / FAKES_FILE).write_text(json.dumps(raw, indent=2) + "\n")
+
+
+def _fake_ports(spec: FakeSpec, record: FakeRecord | None) -> dict[str, int]:
+    """The recorded (else default) ports, each replaced by a free one when something else holds it."""
+    ports: dict[str, int] = {}
+    for key, default in spec.default_ports.items():
+        preferred = record.ports.get(key, default) if record else default
+        port = preferred
+        while infra.port_in_use(port) or port in ports.values():
+            port = infra.free_port()
+        ports[key] = port
+    return ports
+
+
+def _wait_fake(record: FakeRecord, proc: OsProcess, timeout: float = FAKE_START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not record.ready():
+        if not proc.alive:
+            raise ProcessError(
+                f"{record.name} exited (status {proc.returncode}) before it was ready; "
+                f"log {record.log_path}:\n{tail(record.log_path)}"
+            )
+        if time.monotonic() >= deadline:
+            raise ProcessError(
+                f"{record.name} not ready at {record.inspect_url}{record.spec.probe} after {timeout:.0f}s; "
+                f"log {record.log_path}:\n{tail(record.log_path)}"
+            )
+        time.sleep(0.1)
+
+
+def fakes_up(run_dir: Path, ports: dict[str, dict[str, int]] | None = None) -> dict[str, FakeRecord]:
+    """Keep each recorded fake that still runs and answers; (re)start the others and wait until they serve.
+
+    `ports` (fake name -> port key -> port) overrides the defaults, as tests do.
+    """
+    records = load_fakes(run_dir)
+    started: dict[str, OsProcess] = {}
+    for name, spec in FAKES.items():
+        record = records.get(name)
+        running = record.attach() if record else None
+        if running is not None and record is not None and record.ready():
+            continue
+        if running is not None:  # alive but not answering: start afresh
+            running.terminate()
+        state_dir = run_dir / "fakes" / name
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "fake-apns.json").unlink(missing_ok=True)  # written anew once the APNs fake serves
+        chosen = _fake_ports(spec, record) if ports is None or name not in ports else dict(ports[name])
+        log_path = run_dir / "logs" / f"{name}.log"
+        proc = spawn(spec.argv(chosen, state_dir), log_path=log_path, cwd=REPO_ROOT)
+        records[name] = FakeRecord(name, proc.pid, chosen, log_path, state_dir)
+        started[name] = proc
+        _save_fakes(run_dir, records)
+    for name, proc in started.items():
+        _wait_fake(records[name], proc)
+    return records
+
+
+def fakes_down(run_dir: Path) -> list[str]:
+    stopped = []
+    for record in load_fakes(run_dir).values():
+        proc = record.attach()
+        if proc is not None:
+            proc.terminate(timeout=10.0)
+            stopped.append(f"{record.name} (pid {record.pid})")
+    (run_dir / FAKES_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
+    """notifier's provider settings pointing at the fakes (PUBLIC_WEBHOOK_URL is added with notifier's port)."""
+    from tools.fakes.fcm import SERVICE_ACCOUNT_FILE
+    from tools.fakes.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+
+    apns = fakes["fake-apns"]
+    described = json.loads((apns.state_dir / "fake-apns.json").read_text())
+    return {
+        "APNS_URL": str(described["url"]),
+        "APNS_KEY_ID": str(described["key_id"]),
+        "APNS_TEAM_ID": str(described["team_id"]),
+        "APNS_KEY_FILE": str(described["key_path"]),
+        "APNS_CA_FILE": str(described["ca_path"]),
+        "APNS_TOPIC": APNS_TOPIC,
+        "FCM_SERVICE_ACCOUNT_FILE": str(fakes["fake-fcm"].state_dir / SERVICE_ACCOUNT_FILE),
+        "FCM_URL": fakes["fake-fcm"].url,
+        "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": TWILIO_FROM_NUMBER,
+        "TWILIO_API_URL": fakes["fake-twilio"].url,
+    }
 
 
 # -------------------------------------------------------------------------------------------- commands
@@ -174,13 +393,17 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
         "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", LOCAL_SESSION_TIMEOUT_MS),
     }
     apply_migrations(stack.database_url)
-    procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external")
+    fakes = fakes_up(run_dir)
+    extra = {"notifier": notifier_provider_env(fakes)}
+    procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external", extra)
     _run_seed(env, procs, run_dir)
     print(infra.format_status(infra.status(run_dir)))
     print()
     for name, proc in procs.items():
         base = proc.base_url
         print(f"{name:<11} {base}/healthz  {base}/openapi.json  {base}/metrics   (pid {proc.pid})")
+    for name, fake in fakes.items():
+        print(f"{name:<11} {fake.url}  what phones got: {fake.inspect_url}{fake.spec.inbox}...   (pid {fake.pid})")
     token = issue_token(dev_user(run_dir), "admin")
     schedule = procs["schedule"].base_url
     print(
@@ -234,6 +457,15 @@ print(json.dumps({{"recipient_ids": ["{sam}"], "start": s["start"], "end": s["en
   curl -s -X POST -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' -d '{{}}' \\
        {coverage}/v1/coverage-requests/$REQ/accept
 
+  # what a user's phones received: register a phone for Sam, then ask the vendor fakes
+  curl -s -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' \\
+       -d '{{"platform":"ios","token":"'$(python3 -c 'import secrets; print(secrets.token_hex(32))')'"}}' \\
+       {notifier}/v1/devices
+  make phone USER={sam}
+  curl -s {fakes["fake-apns"].inspect_url}/_fake/pushes    # every push the APNs fake accepted
+  curl -s {fakes["fake-fcm"].inspect_url}/_fake/messages  # ... the FCM fake
+  curl -s {fakes["fake-twilio"].inspect_url}/_fake/calls     # every call the Twilio fake placed
+
 Then: make status | make logs NAME=notifier | make down""")
     return 0
 
@@ -241,11 +473,13 @@ Then: make status | make logs NAME=notifier | make down""")
 def down(run_dir: Path) -> int:
     """Stop the services, then the infrastructure; fail if a recorded process is still alive afterwards."""
     records = _load_records(run_dir)
+    fakes = load_fakes(run_dir)
     recorded = infra.load(run_dir)
-    for line in _services_down(run_dir):
+    for line in _services_down(run_dir) + fakes_down(run_dir):
         print(f"stopped {line}")
     infra.down(run_dir)
     leftovers = [r.name for r in records.values() if r.attach() is not None]
+    leftovers += [f.name for f in fakes.values() if f.attach() is not None]
     if recorded is not None and recorded.broker is not None and recorded.broker.alive:
         leftovers.append(recorded.broker.kind)
     if infra.Postgres.attach(run_dir) is not None:
@@ -269,12 +503,131 @@ def status(run_dir: Path) -> int:
             continue
         code = http_status(f"{proc.base_url}/readyz")
         rows.append(infra.ComponentStatus(name, code == 200, proc.base_url, proc.pid, f"readyz {code or '-'}"))
+    fakes = load_fakes(run_dir)
+    for name in FAKES:
+        fake = fakes.get(name)
+        if fake is None or fake.attach() is None:
+            rows.append(infra.ComponentStatus(name, False, "", None, "not running"))
+            continue
+        inbox = fake.spec.inbox.split("?")[0]
+        rows.append(infra.ComponentStatus(name, fake.ready(), fake.url, fake.pid, f"inspect {fake.inspect_url}{inbox}"))
     print(infra.format_status(rows))
     return 0
 
 
+def _get_json(url: str, token: str | None = None) -> tuple[int | None, Any]:
+    """Status and parsed JSON body of GET `url` (None, None when nothing answers)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+    except (OSError, ValueError):
+        return None, None
+
+
+def _when(unix: float | None) -> str:
+    return "-" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _received_lines(platform: str, items: list[dict[str, Any]]) -> list[str]:
+    """One line per push: time, title, body, critical or not, collapse id."""
+    lines = []
+    for item in items:
+        if platform == "ios":
+            aps = item.get("payload", {}).get("aps", {})
+            alert = aps.get("alert", {})
+            title, body = (alert.get("title"), alert.get("body")) if isinstance(alert, dict) else ("", alert)
+            sound = aps.get("sound")
+            critical = aps.get("interruption-level") == "critical" or (
+                isinstance(sound, dict) and bool(sound.get("critical"))
+            )
+            collapse = item.get("headers", {}).get("apns-collapse-id")
+        else:
+            message = item.get("message", {})
+            note = message.get("notification", {})
+            android = message.get("android", {})
+            title, body = note.get("title"), note.get("body")
+            critical = android.get("notification", {}).get("notification_priority") == "PRIORITY_MAX"
+            collapse = android.get("collapse_key")
+        lines.append(
+            f"  {_when(item.get('received_at'))}  {title!r}: {body!r}  "
+            f"{'CRITICAL' if critical else 'normal'}  collapse={collapse or '-'}"
+        )
+    return lines
+
+
+def _call_lines(calls: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for call in calls:
+        said = ""
+        if call.get("twiml"):
+            try:
+                said = " ".join(t.strip() for t in ElementTree.fromstring(call["twiml"]).itertext() if t.strip())
+            except ElementTree.ParseError:
+                said = call["twiml"]
+        elif call.get("url"):
+            said = f"TwiML from {call['url']}"
+        pressed = ",".join(call.get("digits_pressed") or []) or "-"
+        try:
+            when = _when(parsedate_to_datetime(call["date_created"]).timestamp())
+        except (KeyError, TypeError, ValueError):
+            when = "-"
+        lines.append(
+            f"  {when}  call from {call.get('from')}: {said!r}  status {call.get('status')}  pressed {pressed}"
+        )
+    return lines
+
+
+def phone(run_dir: Path, user: str) -> int:
+    """Print what `user`'s phones received: pushes per registered device from the APNs/FCM fakes, calls to
+    their phone number from the Twilio fake."""
+    record = _load_records(run_dir).get("notifier")
+    notifier = record.attach() if record else None
+    fakes = {name: f for name, f in load_fakes(run_dir).items() if f.attach() is not None}
+    if notifier is None or len(fakes) < len(FAKES):
+        print("error: notifier or a vendor fake is not running; `make up` first", file=sys.stderr)
+        return 1
+    token = issue_token(dev_user(run_dir), "admin")
+    quoted = urllib.parse.quote(user)
+    code, devices = _get_json(f"{notifier.base_url}/v1/devices?user_id={quoted}", token)
+    if code != 200:
+        print(f"error: notifier GET /v1/devices?user_id={user}: HTTP {code or '-'} {devices or ''}", file=sys.stderr)
+        return 1
+    code, recipient = _get_json(f"{notifier.base_url}/v1/recipients/{quoted}", token)
+    recipient = recipient if code == 200 else {}
+    phone_number = recipient.get("phone")
+    print(f"user {user}: {recipient.get('name', '(notifier has no recipient record)')}, phone {phone_number or '-'}")
+    if not devices:
+        print("no devices registered (POST /v1/devices with this user's token)")
+    for device in devices:
+        fake = fakes["fake-apns" if device["platform"] == "ios" else "fake-fcm"]
+        code, answer = _get_json(f"{fake.inspect_url}{fake.spec.inbox}{urllib.parse.quote(device['token'])}")
+        items = (answer or {}).get("pushes" if fake.name == "fake-apns" else "messages", []) if code == 200 else []
+        short = device["token"] if len(device["token"]) <= 16 else device["token"][:12] + "..."
+        allowed = "allowed" if device["critical_allowed"] else "off"
+        print(f"\n{device['platform']} device {short} (critical alerts {allowed}), via {fake.name}:")
+        if code != 200:
+            print(f"  error: {fake.name} answered HTTP {code or '-'}")
+        print("\n".join(_received_lines(device["platform"], items)) or "  nothing received")
+    if phone_number:
+        twilio = fakes["fake-twilio"]
+        code, answer = _get_json(f"{twilio.inspect_url}{twilio.spec.inbox}{urllib.parse.quote(phone_number)}")
+        print(f"\nvoice calls to {phone_number}, via fake-twilio:")
+        if code != 200:
+            print(f"  error: fake-twilio answered HTTP {code or '-'}")
+        print("\n".join(_call_lines((answer or {}).get("calls", []) if code == 200 else [])) or "  nothing received")
+    else:
+        print("\nno phone number on record: no voice calls")
+    return 0
+
+
 def _log_paths(run_dir: Path) -> dict[str, Path]:
-    paths = {name: run_dir / "logs" / f"{name}.log" for name in SERVICE_NAMES}
+    paths = {name: run_dir / "logs" / f"{name}.log" for name in (*SERVICE_NAMES, *FAKES)}
     paths["postgres"] = run_dir / "postgres.log"
     for kind in infra.BROKER_KINDS:
         if (run_dir / f"{kind}.log").exists():
@@ -321,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser = commands.add_parser("logs")
     logs_parser.add_argument("name", nargs="?")
     logs_parser.add_argument("-n", "--lines", type=int, default=40)
+    phone_parser = commands.add_parser("phone")
+    phone_parser.add_argument("--user", required=True, help="a user id")
     token_parser = commands.add_parser("token")
     token_parser.add_argument("--user")
     token_parser.add_argument("--role", choices=ROLES, default="admin")
@@ -337,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
             return logs(RUN_DIR, args.name, args.lines)
         if args.command == "clean":
             return clean(RUN_DIR)
+        if args.command == "phone":
+            return phone(RUN_DIR, args.user)
         print(issue_token(args.user or dev_user(RUN_DIR), args.role, args.ttl))
         return 0
     except (infra.InfraError, ProcessError) as exc:
