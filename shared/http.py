@@ -410,6 +410,7 @@ class Operation:
     conflicts: bool = False
     media_type: str = "application/json"
     also: dict[int, str] = field(default_factory=dict)
+    signed: bool = False
 
     def __post_init__(self) -> None:
         protected = self.path.startswith("/v1/")
@@ -468,18 +469,20 @@ class Api:
         conflicts: bool = False,
         media_type: str = "application/json",
         also: Mapping[int, str] | None = None,
+        signed: bool = False,
     ) -> Callable[[RouteHandler], RouteHandler]:
         """Declare a route. The handler takes a `Call` (caller, body, query, path, all validated) and returns an
         instance of `response` (serialised through it, with `status`), None for an empty answer, or a ready
         aiohttp response (for media other than JSON). `roles` may call it (PUBLIC: no token); `conflicts` says
         it may answer 409; `also` documents other success statuses with the same body, which the handler
-        chooses by returning `WithStatus(value, status)`."""
+        chooses by returning `WithStatus(value, status)`; `signed` marks a public route whose request carries a
+        signature it checks (a provider's webhook), which answers 403 when it does not hold."""
 
         def register(handler: RouteHandler) -> RouteHandler:
             self.operations.append(
                 Operation(
                     method, path, handler, summary, roles, body, response, status, query, path_types or {},
-                    conflicts, media_type, dict(also or {}),
+                    conflicts, media_type, dict(also or {}), signed,
                 )
             )
             return handler
@@ -513,7 +516,7 @@ class Api:
             for code, why in op.also.items():
                 responses[str(code)] = {**ok, "description": why}
             for code, why in _ERRORS.items():
-                if code in (401, 403, 503) and not op.roles:
+                if code in (401, 403, 503) and not op.roles and not (code == 403 and op.signed):
                     continue
                 if code in (400, 415) and not op.body:
                     continue

@@ -113,6 +113,12 @@ class SendNotification(Message):
     body: str = Field(max_length=2000)
     urgency: Urgency = "high"
     data: dict[str, str] = Field(default_factory=dict)
+    # What it is about (e.g. "alert", "coverage_request"), for the app to group and route it.
+    kind: str = Field(default="notification", min_length=1, max_length=64)
+    # A page someone must answer: the user's later steps (e.g. a call after 2 minutes) run until they
+    # acknowledge it, and the acknowledgement is published for the sender. Otherwise only the immediate
+    # steps run.
+    acknowledgeable: bool = False
 
 
 class NotificationQueued(Message):
@@ -124,6 +130,37 @@ class NotificationQueued(Message):
     delivery_id: UUID
     user_id: UUID
     idempotency_key: str
+
+
+class NotificationAcknowledged(Message):
+    """The user acknowledged a notification (in the app, or by a key pressed during its voice call); its
+    remaining steps were stopped. The sender finds its own by `idempotency_key`."""
+
+    entity_field: ClassVar[str] = "delivery_id"
+    type: Literal["NotificationAcknowledged"] = "NotificationAcknowledged"
+
+    delivery_id: UUID
+    user_id: UUID
+    idempotency_key: str
+    kind: str
+    via: Literal["app", "voice"]
+    acknowledged_at: AwareDatetime
+
+
+class NotificationAttempted(Message):
+    """One attempt to reach a user on one channel and target (a device, a phone number), and how it went."""
+
+    entity_field: ClassVar[str] = "delivery_id"
+    type: Literal["NotificationAttempted"] = "NotificationAttempted"
+
+    delivery_id: UUID
+    user_id: UUID
+    idempotency_key: str
+    channel: Literal["push", "voice"]
+    target: str
+    result: Literal["sent", "retry", "failed", "gone"]
+    provider_id: str | None = None
+    error: str | None = None
 
 
 Source = Literal["layer", "static", "override", "coverage", "gap"]

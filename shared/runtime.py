@@ -93,6 +93,8 @@ class Service:
         self._timers: TimerRunner | None = None
         self._timers_task: asyncio.Task[None] | None = None
         self._memberships: list[_Membership] = []
+        self._context: dict[web.AppKey[Any], Any] = {}
+        self._closers: list[Callable[[], Awaitable[object]]] = []
         self._connecting: asyncio.Task[None] | None = None
         self._producer_started = False
         self._runner: web.AppRunner | None = None
@@ -146,6 +148,14 @@ class Service:
 
         return register
 
+    def provide(self, key: web.AppKey[Any], value: Any) -> None:
+        """Put `value` into the web app under `key`, for route handlers (e.g. a provider, a setting)."""
+        self._context[key] = value
+
+    def on_stop(self, close: Callable[[], Awaitable[object]]) -> None:
+        """Call `close` when the service stops, after the consumers and timers (e.g. a provider's connections)."""
+        self._closers.append(close)
+
     async def _repeat(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
             try:
@@ -163,6 +173,8 @@ class Service:
         self._pool = await create_pool(s.database_url, s.service_name, min_size=0, max_size=s.db_pool_max)
         app = build_app(self.api, TokenVerifier(s))
         app[POOL] = self._pool
+        for key, value in self._context.items():
+            app[key] = value
         app[READINESS].extend(
             [
                 ("database", self._database_ready, True),
@@ -267,6 +279,11 @@ class Service:
                 await asyncio.wait_for(self._timers_task, grace / 4)
             except Exception as exc:  # on a timeout wait_for cancels it: the timer in hand rolls back, stays due
                 log.warning("timer runner did not stop cleanly", error=repr(exc))
+        for close in self._closers:
+            try:
+                await asyncio.wait_for(close(), grace / 4)
+            except Exception as exc:
+                log.warning("a resource did not close cleanly", error=repr(exc))
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             with contextlib.suppress(Exception):

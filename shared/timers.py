@@ -114,14 +114,14 @@ async def cancel_kinds(conn: asyncpg.Connection, key: str, *kinds: str) -> int:
     return int(status.split()[-1])
 
 
-async def hold(conn: asyncpg.Connection, key: str) -> None:
-    """Lock the pending timers of `key` (any kind) for the rest of the transaction.
+async def hold(conn: asyncpg.Connection, *keys: str) -> None:
+    """Lock the pending timers of `keys` (any kind) for the rest of the transaction.
 
     Call it before locking the entity the timers are about, in any transaction that may cancel or re-arm them:
     a runner firing one of them holds the timer first and the entity second, so a use case taking the
     opposite order could deadlock with it. A timer held here is skipped by the runners until the commit.
     """
-    await conn.execute("SELECT 1 FROM timers WHERE key = $1 ORDER BY id FOR UPDATE", key)
+    await conn.execute("SELECT 1 FROM timers WHERE key = ANY($1::text[]) ORDER BY id FOR UPDATE", list(keys))
 
 
 class TimerRunner:

@@ -15,6 +15,8 @@ from shared.messages import (
     CoverageRequestRevoked,
     CoverageReverted,
     Message,
+    NotificationAcknowledged,
+    NotificationAttempted,
     NotificationQueued,
     PolicySnapshot,
     ScheduleTimeline,
@@ -52,7 +54,9 @@ SUPPORT_HOURS = Topic("schedule.support-hours.v1", "schedule", (SupportHoursSnap
 COVERAGE_OUTCOMES = Topic("schedule.coverage.v1", "schedule", (CoverageApplied, CoverageRejected, CoverageReverted))
 COVERAGE_REQUESTS = Topic("coverage.requests.v1", "coverage", (CoverageRequestAccepted, CoverageRequestRevoked))
 NOTIFICATION_COMMANDS = Topic("notifier.commands.v1", "notifier", (SendNotification,), partitions=6)
-DELIVERIES = Topic("notifier.deliveries.v1", "notifier", (NotificationQueued,))
+DELIVERIES = Topic(
+    "notifier.deliveries.v1", "notifier", (NotificationQueued, NotificationAttempted, NotificationAcknowledged)
+)
 
 ALL_TOPICS = (
     USERS,

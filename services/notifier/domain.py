@@ -21,6 +21,16 @@ class Delivery:
     urgency: str
     data: dict[str, str] = field(default_factory=dict)
     status: str = "queued"
+    kind: str = "notification"
+    acknowledgeable: bool = False
+    steps: int = 0
+    acknowledged_at: datetime | None = None
+    acknowledged_via: str | None = None
+    created_at: datetime | None = None
+
+    @property
+    def critical(self) -> bool:
+        return self.urgency == "critical"
 
 
 
@@ -90,3 +100,19 @@ def checked_steps(steps: Sequence[Step], field_name: str) -> tuple[Step, ...]:
         if step in steps[:i]:
             raise InvalidInput(f"{field_name}.{i}", "the same step twice")
     return tuple(sorted(steps, key=lambda s: (s.after, s.channel)))
+
+
+def planned_steps(prefs: Preferences, urgency: str, acknowledgeable: bool) -> tuple[Step, ...]:
+    """The steps a notification runs: all of the urgency's steps for a page someone must acknowledge (each
+    later one only if the earlier ones were not answered); only the immediate ones otherwise, since nothing
+    would ever stop the later ones."""
+    steps = prefs.steps(urgency)
+    return steps if acknowledgeable else tuple(s for s in steps if s.after == timedelta(0)) or steps[:1]
+
+
+def retry_delay(attempt: int, first_s: float, cap_s: float, retry_after_s: float | None, jitter: float) -> float:
+    """Seconds before retrying after the `attempt`-th refusal (1-based): exponential from `first_s` to `cap_s`,
+    with `jitter` in [0, 1) spreading retries so a provider's hiccup is not answered by a thundering herd;
+    never sooner than the provider's Retry-After."""
+    backoff = min(cap_s, first_s * 2 ** (attempt - 1)) * (0.5 + jitter / 2)
+    return float(max(backoff, retry_after_s or 0.0))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeAlias
 from uuid import UUID
 
 import asyncpg
 
 from services.notifier.domain import Delivery, Device, Preferences, Step
+from services.notifier.providers import Outcome
 from shared.logs import get_logger
 from shared.messages import UserSnapshot
 from shared.projection import upsert_snapshot
@@ -34,23 +35,64 @@ async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
     return bool(await pool.fetchval("SELECT NOT active FROM recipients WHERE user_id = $1", user_id))
 
 
+_DELIVERY_COLUMNS = """id, user_id, idempotency_key, title, body, urgency, data, status, kind, acknowledgeable, steps,
+                        acknowledged_at, acknowledged_via, created_at"""
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(**dict(row))
+
+
 async def insert_delivery(conn: asyncpg.Connection, d: Delivery, command_event_id: UUID) -> bool:
     """False when a delivery with the same idempotency key exists."""
     inserted = await conn.fetchval(
-        """INSERT INTO deliveries (id, user_id, idempotency_key, title, body, urgency, data, status, command_event_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING RETURNING true""",
+        """INSERT INTO deliveries (id, user_id, idempotency_key, title, body, urgency, data, status, command_event_id,
+                                  kind, acknowledgeable, steps)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (idempotency_key) DO NOTHING RETURNING true""",
         d.id, d.user_id, d.idempotency_key, d.title, d.body, d.urgency, d.data, d.status, command_event_id,
+        d.kind, d.acknowledgeable, d.steps,
     )
     return bool(inserted)
 
 
+async def get_delivery(db: Db, delivery_id: UUID, *, lock: bool = False) -> Delivery | None:
+    row = await db.fetchrow(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = $1" + (" FOR UPDATE" if lock else ""), delivery_id
+    )
+    return _delivery(row) if row is not None else None
+
+
+async def set_status(conn: asyncpg.Connection, delivery_id: UUID, status: str) -> None:
+    await conn.execute("UPDATE deliveries SET status = $2 WHERE id = $1", delivery_id, status)
+
+
+async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at: datetime) -> None:
+    await conn.execute(
+        """UPDATE deliveries SET status = 'acknowledged', acknowledged_at = $3, acknowledged_via = $2
+           WHERE id = $1""",
+        delivery_id, via, at,
+    )
+
+
+async def record_attempt(
+    conn: asyncpg.Connection, delivery_id: UUID, step: int, attempt: int, channel: str, target: str, outcome: Outcome
+) -> None:
+    await conn.execute(
+        """INSERT INTO delivery_attempts (delivery_id, step, attempt, channel, target, result, provider_id, error)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        delivery_id, step, attempt, channel, target, outcome.result, outcome.provider_id,
+        (outcome.error or "")[:2000] or None,
+    )
+
+
 async def list_deliveries(pool: asyncpg.Pool, user_id: UUID, *, limit: int, offset: int) -> list[Delivery]:
     rows = await pool.fetch(
-        """SELECT id, user_id, idempotency_key, title, body, urgency, data, status FROM deliveries
-           WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3""",
+        f"""SELECT {_DELIVERY_COLUMNS} FROM deliveries
+            WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3""",
         user_id, limit, offset,
     )
-    return [Delivery(**dict(r)) for r in rows]
+    return [_delivery(r) for r in rows]
 
 
 # --- devices ----------------------------------------------------------------------------------------------------

@@ -17,6 +17,11 @@ async def _deactivated(app: web.Application, user_id: UUID) -> bool:
 
 api.deactivated = _deactivated
 
-from services.notifier.api import devices, preferences, recipients  # noqa: E402,F401  (each registers its routes)
+from services.notifier.api import (  # noqa: E402,F401  (each registers its routes)
+    devices,
+    notifications,
+    preferences,
+    recipients,
+)
 
 __all__ = ["api"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.notifier.api import api
 from services.notifier.service import deliveries as service
@@ -28,10 +29,16 @@ class DeliveryOut(BaseModel):
     id: UUID
     user_id: UUID
     idempotency_key: str
+    kind: str
     title: str
     body: str
     urgency: str
-    status: str
+    data: dict[str, str]
+    status: str = Field(description="queued, sent, failed or acknowledged")
+    acknowledgeable: bool
+    acknowledged_at: datetime | None
+    acknowledged_via: str | None
+    created_at: datetime | None
 
 
 class HistoryQuery(Page):

@@ -1,25 +1,66 @@
-"""Use cases of the notifier service."""
+"""Notifications: a command becomes a delivery, planned into the user's steps (push now, a call later...),
+each step a durable timer that reaches the user's devices or phone until they acknowledge it.
+
+Guarantee. A step's timer is removed in the same transaction that records what the providers answered. A
+crash after a provider accepted a push but before that commit leaves the timer due, so the step runs again:
+at least once per step and device, never lost. A resend carries the same collapse id (the delivery id;
+`apns-collapse-id`, FCM `collapse_key`/`tag`), so the phone shows one notification, updated. Voice calls
+have no such id; a call repeated after a crash is possible and is the price of never losing one.
+"""
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from services.notifier import store
-from services.notifier.domain import Delivery
+from services.notifier.domain import (
+    DEFAULT_PREFERENCES,
+    Delivery,
+    Device,
+    planned_steps,
+    retry_delay,
+)
+from services.notifier.providers import Outcome, Push, PushProvider, VoiceCall, VoiceProvider
+from shared import timers
+from shared.auth import Principal
 from shared.db import transaction
-from shared.errors import found
+from shared.errors import NotFound, found
 from shared.inbox import claim
 from shared.logs import get_logger
-from shared.messages import NotificationQueued, SendNotification, UserSnapshot
-from shared.outbox import enqueue
+from shared.messages import (
+    Message,
+    NotificationAcknowledged,
+    NotificationAttempted,
+    NotificationQueued,
+    SendNotification,
+    UserSnapshot,
+)
+from shared.outbox import enqueue, enqueue_all
 from shared.projection import project_once
 
 log = get_logger(__name__)
 
 USERS_CONSUMER = "notifier.users"
 COMMANDS_CONSUMER = "notifier.commands"
+STEP = "notifier.step"
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The providers a process has (None: not configured) and what voice calls need."""
+
+    push: dict[str, PushProvider] = field(default_factory=dict)  # by platform
+    voice: VoiceProvider | None = None
+    from_number: str = ""
+    webhook_url: str = ""  # notifier's public base URL, for Twilio's callbacks
+    max_attempts: int = 8
+    first_retry_s: float = 1.0
+    max_retry_s: float = 60.0
 
 
 async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
@@ -27,29 +68,144 @@ async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> boo
     return await project_once(pool, USERS_CONSUMER, snapshot, store.upsert_recipient)
 
 
+def _step_key(delivery_id: UUID, step: int) -> str:
+    return f"{delivery_id}:{step}"
+
+
 async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> Delivery | None:
-    """Record a delivery for the command, once per event and once per idempotency key.
+    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps.
 
     Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
     has already been told.
     """
-    delivery = Delivery(
-        id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
-        body=command.body, urgency=command.urgency, data=dict(command.data),
-    )
     async with transaction(pool) as conn:
         if not await claim(conn, COMMANDS_CONSUMER, command.event_id):
             return None
+        prefs = await store.get_preferences(conn, command.user_id) or DEFAULT_PREFERENCES
+        steps = planned_steps(prefs, command.urgency, command.acknowledgeable)
+        delivery = Delivery(
+            id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
+            body=command.body, urgency=command.urgency, data=dict(command.data), kind=command.kind,
+            acknowledgeable=command.acknowledgeable, steps=len(steps),
+        )
         if not await store.insert_delivery(conn, delivery, command.event_id):
             return None
+        for i, step in enumerate(steps):
+            due = command.occurred_at + step.after
+            await timers.schedule(conn, STEP, _step_key(delivery.id, i), due, {"step": i, "channel": step.channel})
         await enqueue(
             conn,
             NotificationQueued(
                 delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key
             ),
         )
-    log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id))
+    log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id), steps=len(steps))
     return delivery
+
+
+async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Channels, now: datetime) -> None:
+    """Run one step of a delivery (the timer runner's transaction): push to each device, or call the phone.
+    Refusals for now are retried on the same timer with backoff; gone devices are forgotten."""
+    delivery_id = UUID(timer.key.split(":", 1)[0])
+    step, channel = int(timer.payload["step"]), str(timer.payload["channel"])
+    attempt = int(timer.payload.get("attempt", 1))
+    delivery = await store.get_delivery(conn, delivery_id, lock=True)
+    if delivery is None or delivery.acknowledged_at is not None:
+        return
+    if channel == "push":
+        only = set(timer.payload.get("devices") or [])
+        devices = [d for d in await store.devices_of(conn, delivery.user_id) if not only or str(d.id) in only]
+        results: list[tuple[Device | None, str, Outcome]] = [
+            (d, str(d.id), await _push(channels, delivery, d)) for d in devices
+        ] or [
+            (None, "no device", Outcome("failed", error="the user has no device registered"))
+        ]
+    else:
+        recipient = await store.get_recipient(conn, delivery.user_id)
+        phone = recipient["phone"] if recipient is not None else None
+        outcome = await _call(channels, delivery, phone, recipient["language"] if recipient else "en")
+        results = [(None, phone or "no phone", outcome)]
+    events: list[Message] = []
+    for device, target, outcome in results:
+        await store.record_attempt(conn, delivery.id, step, attempt, channel, target, outcome)
+        events.append(NotificationAttempted(
+            delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
+            channel=channel, target=target, result=outcome.result, provider_id=outcome.provider_id,  # type: ignore[arg-type]
+            error=outcome.error,
+        ))
+        if outcome.result == "gone" and device is not None:
+            log.info("device gone; forgotten", device_id=str(device.id), user_id=str(delivery.user_id))
+            await store.delete_device(conn, device.id)
+    await enqueue_all(conn, events)
+    retry = [(t, o) for _, t, o in results if o.result == "retry"]
+    if retry and attempt < channels.max_attempts:
+        wait = retry_delay(attempt, channels.first_retry_s, channels.max_retry_s,
+                           max((o.retry_after_s or 0.0) for _, o in retry), random.random())
+        targets = [t for t, _ in retry] if channel == "push" else []
+        payload = {**timer.payload, "attempt": attempt + 1, "devices": targets}
+        await timers.schedule(conn, STEP, timer.key, now + timedelta(seconds=wait), payload)
+    if any(o.result == "sent" for _, _, o in results) and delivery.status in ("queued", "failed"):
+        await store.set_status(conn, delivery.id, "sent")
+    elif not retry and not any(o.result == "sent" for _, _, o in results) and delivery.status == "queued":
+        await store.set_status(conn, delivery.id, "failed")
+
+
+async def _push(channels: Channels, delivery: Delivery, device: Device) -> Outcome:
+    provider = channels.push.get(device.platform)
+    if provider is None:
+        return Outcome("failed", error=f"no {device.platform} push provider configured")
+    push = Push(
+        token=device.token, title=delivery.title, body=delivery.body, collapse_id=str(delivery.id),
+        critical=delivery.critical and device.critical_allowed,
+        time_sensitive=delivery.urgency in ("high", "critical"),
+        data={**delivery.data, "delivery_id": str(delivery.id), "kind": delivery.kind,
+              "acknowledgeable": "true" if delivery.acknowledgeable else "false"},
+    )
+    try:
+        return await provider.send(push)
+    except Exception as exc:  # a provider bug must not stop the other devices; retried like a 5xx
+        log.exception("push provider raised", device_id=str(device.id))
+        return Outcome("retry", error=repr(exc))
+
+
+async def _call(channels: Channels, delivery: Delivery, phone: str | None, language: str) -> Outcome:
+    if channels.voice is None:
+        return Outcome("failed", error="no voice provider configured")
+    if not phone:
+        return Outcome("failed", error="the user has no phone number")
+    call = VoiceCall(
+        to=phone, from_=channels.from_number, message=f"{delivery.title}. {delivery.body}", language=language,
+        callback_url=f"{channels.webhook_url.rstrip('/')}/webhooks/twilio/voice/{delivery.id}",
+    )
+    try:
+        return await channels.voice.call(call)
+    except Exception as exc:
+        log.exception("voice provider raised", delivery_id=str(delivery.id))
+        return Outcome("retry", error=repr(exc))
+
+
+async def acknowledge(
+    pool: asyncpg.Pool, actor: Principal | None, delivery_id: UUID, via: str, now: datetime
+) -> Delivery:
+    """Stop the delivery's remaining steps and tell its sender. `actor` None: a key pressed during the call
+    (the webhook's signature is the credential). Acknowledging twice changes nothing."""
+    async with transaction(pool) as conn:
+        planned = await store.get_delivery(conn, delivery_id)
+        # timers before the delivery: the runner firing one holds it first and locks the delivery second
+        await timers.hold(conn, *(_step_key(delivery_id, i) for i in range(planned.steps if planned else 0)))
+        delivery = await store.get_delivery(conn, delivery_id, lock=True)
+        if delivery is None or (actor is not None and not actor.is_admin and delivery.user_id != actor.user_id):
+            raise NotFound(f"notification {delivery_id}")
+        if delivery.acknowledged_at is not None:
+            return delivery
+        await store.acknowledge(conn, delivery_id, via, now)
+        for step in range(delivery.steps):
+            await timers.cancel(conn, STEP, _step_key(delivery_id, step))
+        await enqueue(conn, NotificationAcknowledged(
+            delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
+            kind=delivery.kind, via=via, acknowledged_at=now,  # type: ignore[arg-type]
+        ))
+        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
 
 
 async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:

@@ -1,0 +1,207 @@
+"""notifier's delivery pipeline on the real PostgreSQL and the local fakes of APNs (HTTP/2, TLS), FCM and
+Twilio: a command becomes steps on durable timers; pushes reach the phones with the intent's collapse id;
+a voice call follows when nobody acknowledged; a key pressed in the call or a tap in the app stops it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.notifier import store
+from services.notifier.api.notifications import VOICE_WEBHOOK, VoiceWebhook
+from services.notifier.providers.apns import ApnsCredentials, ApnsProvider
+from services.notifier.providers.fcm import FcmProvider
+from services.notifier.providers.twilio_voice import TwilioVoice
+from services.notifier.service import deliveries, devices
+from shared.auth import Principal
+from shared.db import create_pool
+from shared.messages import SendNotification, UserSnapshot, utcnow
+from shared.timers import TimerRunner
+from tests.api.conftest import notifier_app
+from tests.conftest import Infra, _create_database
+from tools.fakes.apns import FakeApns
+from tools.fakes.fcm import FakeFcm
+from tools.fakes.twilio import FakeTwilio
+from tools.procs import apply_migrations
+
+PHONE = "+4915112345678"
+TOPIC = "com.example.oncall"
+
+
+@dataclass
+class Rig:
+    pool: asyncpg.Pool
+    apns: FakeApns
+    fcm: FakeFcm
+    twilio: FakeTwilio
+    channels: deliveries.Channels
+    runner: TimerRunner
+
+    async def person(self) -> tuple[uuid.UUID, str, str]:
+        """A user with an iPhone (critical alerts allowed), an Android phone and a phone number."""
+        user_id = uuid.uuid4()
+        await deliveries.apply_user_snapshot(
+            self.pool,
+            UserSnapshot(
+                user_id=user_id,
+                version=1,
+                name="Rita",
+                email=f"{user_id}@example.com",
+                phone=PHONE,
+                time_zone="Europe/Berlin",
+                language="de",
+                role="responder",
+                active=True,
+            ),
+        )
+        me = Principal(user_id, "responder")
+        ios = uuid.uuid4().hex * 2
+        android = "fcm-" + uuid.uuid4().hex
+        await devices.register(self.pool, me, "ios", ios, "1.0", True, utcnow())
+        await devices.register(self.pool, me, "android", android, "1.0", False, utcnow())
+        return user_id, ios, android
+
+    async def page(self, user_id: uuid.UUID, **kw: Any) -> deliveries.Delivery:
+        command = SendNotification(
+            user_id=user_id,
+            idempotency_key=f"test:{uuid.uuid4()}",
+            title="Disk full",
+            body="db-1 at 99%",
+            urgency="high",
+            acknowledgeable=True,
+            kind="alert",
+        ).model_copy(update=kw)
+        delivery = await deliveries.accept_notification(self.pool, command)
+        assert delivery is not None
+        return delivery
+
+    async def fire(self, after: timedelta = timedelta(0)) -> int:
+        now = await self.pool.fetchval("SELECT now()")
+        return await self.runner.fire_due(now + after)
+
+    async def staged(self, type_: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT payload FROM outbox ORDER BY id")
+        return [m for m in (json.loads(bytes(r["payload"])) for r in rows) if m["type"] == type_]
+
+
+@pytest.fixture
+async def rig(infra: Infra) -> AsyncIterator[Rig]:
+    url = await _create_database(infra.database_url, f"n_{uuid.uuid4().hex[:10]}")
+    apply_migrations(url)
+    pool = await create_pool(url, "notifier")
+    async with FakeApns.running() as apns, FakeFcm.running() as fcm, FakeTwilio.running() as twilio:
+        credentials = ApnsCredentials(
+            apns.credentials.key_id, apns.credentials.team_id, apns.credentials.private_key_pem, TOPIC
+        )
+        voice = TwilioVoice(twilio.account_sid, twilio.auth_token, base_url=twilio.url, timeout_s=5.0)
+        app = notifier_app(pool, url)
+        server = TestServer(app)
+        async with TestClient(server) as client:
+            public = str(client.make_url("/")).rstrip("/")
+            app[VOICE_WEBHOOK] = VoiceWebhook(twilio.auth_token, public)
+            channels = deliveries.Channels(
+                push={
+                    "ios": ApnsProvider(credentials, base_url=apns.url, ca_path=apns.ca_path, timeout_s=5.0),
+                    "android": FcmProvider(fcm.service_account_path, base_url=fcm.url),
+                },
+                voice=voice,
+                from_number="+15005550006",
+                webhook_url=public,
+                first_retry_s=1.0,
+            )
+
+            async def step(conn: asyncpg.Connection, timer: Any) -> None:
+                await deliveries.fire_step(conn, timer, channels, await conn.fetchval("SELECT now()"))
+
+            runner = TimerRunner(pool, "notifier", {deliveries.STEP: step})
+            try:
+                yield Rig(pool, apns, fcm, twilio, channels, runner)
+            finally:
+                for provider in channels.push.values():
+                    await provider.close()
+                await voice.close()
+    await pool.close()
+
+
+async def test_a_page_pushes_at_once_then_calls_and_a_key_pressed_stops_it(rig: Rig) -> None:
+    user_id, ios, android = await rig.person()
+    delivery = await rig.page(user_id)
+    assert await rig.fire() == 1  # the push step; the call waits for its 2 minutes
+    [apple] = rig.apns.pushes_to(ios)
+    assert apple.headers["apns-collapse-id"] == str(delivery.id)
+    assert apple.payload["aps"]["alert"] == {"title": "Disk full", "body": "db-1 at 99%"}
+    assert apple.payload["aps"]["interruption-level"] == "time-sensitive"
+    [google] = rig.fcm.received(android)
+    android_part = google["message"]["android"]
+    assert android_part["collapse_key"] == str(delivery.id) and android_part["priority"] == "high"
+    assert not rig.twilio.calls_to(PHONE)
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "sent"  # type: ignore[union-attr]
+
+    assert await rig.fire(timedelta(minutes=3)) == 1  # nobody acknowledged: the call
+    [call] = rig.twilio.calls_to(PHONE)
+    pressed = await rig.twilio.press(call.sid, "1")
+    assert pressed["webhook"]["status"] == 200, pressed
+    done = await store.get_delivery(rig.pool, delivery.id)
+    assert done is not None and (done.status, done.acknowledged_via) == ("acknowledged", "voice")
+    [acked] = await rig.staged("NotificationAcknowledged")
+    assert acked["idempotency_key"] == delivery.idempotency_key and acked["via"] == "voice"
+
+
+async def test_acknowledged_in_the_app_no_call_follows(rig: Rig) -> None:
+    user_id, _, _ = await rig.person()
+    delivery = await rig.page(user_id)
+    await rig.fire()
+    me = Principal(user_id, "responder")
+    await deliveries.acknowledge(rig.pool, me, delivery.id, "app", utcnow())
+    await deliveries.acknowledge(rig.pool, me, delivery.id, "app", utcnow())  # again: nothing more
+    assert await rig.fire(timedelta(minutes=3)) == 0
+    assert not rig.twilio.calls_to(PHONE)
+    assert len(await rig.staged("NotificationAcknowledged")) == 1
+    with pytest.raises(deliveries.NotFound):
+        await deliveries.acknowledge(rig.pool, Principal(uuid.uuid4(), "responder"), delivery.id, "app", utcnow())
+
+
+async def test_critical_pages_break_through_where_the_phone_allows_it(rig: Rig) -> None:
+    user_id, ios, android = await rig.person()
+    await rig.page(user_id, urgency="critical")
+    await rig.fire()
+    [apple] = rig.apns.pushes_to(ios)
+    assert apple.payload["aps"]["interruption-level"] == "critical"
+    assert apple.payload["aps"]["sound"]["critical"] == 1
+    # the Android phone did not enable the DND-bypassing channel: a high-priority push, not a critical one
+    [google] = rig.fcm.received(android)
+    assert google["message"]["android"]["notification"].get("channel_id") != "critical_alerts"
+
+
+async def test_a_gone_device_is_forgotten_and_a_throttled_one_retried(rig: Rig) -> None:
+    user_id, ios, android = await rig.person()
+    rig.apns.program(ios, gone=True)
+    rig.fcm.program(android, "QUOTA_EXCEEDED", times=1, retry_after_s=1)
+    delivery = await rig.page(user_id, acknowledgeable=False, urgency="low")
+    await rig.fire()
+    assert [d.platform for d in await store.devices_of(rig.pool, user_id)] == ["android"]
+    assert rig.fcm.received(android) == []
+    assert await rig.fire(timedelta(seconds=5)) == 1  # the retry, for the throttled device only
+    assert len(rig.fcm.received(android)) == 1
+    attempts = await rig.pool.fetch(
+        "SELECT result FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id", delivery.id
+    )
+    assert sorted(r["result"] for r in attempts) == ["gone", "retry", "sent"]
+
+
+async def test_the_same_intent_twice_is_one_delivery(rig: Rig) -> None:
+    user_id, ios, _ = await rig.person()
+    command = SendNotification(user_id=user_id, idempotency_key=f"once:{uuid.uuid4()}", title="t", body="b")
+    assert await deliveries.accept_notification(rig.pool, command) is not None
+    assert await deliveries.accept_notification(rig.pool, command) is None  # redelivered
+    assert await deliveries.accept_notification(rig.pool, command.model_copy(update={"event_id": uuid.uuid4()})) is None
+    await rig.fire()
+    assert len(rig.apns.pushes_to(ios)) == 1
