@@ -441,12 +441,17 @@ Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=respo
   # bad input gets a problem document with a reason:
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"name":""}}' {schedule}/v1/users
 
-  # coverage: Rita asks Sam to take her next shift; Sam sees it, accepts, and schedule then has Sam on call
+  # Rita and Sam, two responders of the demo team; register a phone for Sam (pushes go to every device)
   RITA=$(make -s token USER={rita} ROLE=responder); SAM=$(make -s token USER={sam} ROLE=responder)
+  curl -s -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' \\
+       -d '{{"platform":"ios","token":"'$(python3 -c 'import secrets; print(secrets.token_hex(32))')'"}}' \\
+       {notifier}/v1/devices
+
+  # coverage: Rita asks Sam to take her next shift; Sam sees it, accepts, and schedule then has Sam on call
   curl -s -H "Authorization: Bearer $RITA" \\
        "{coverage}/v1/coverage-requests/shifts?from=$(date -u +%FT%TZ)&to={three_weeks}" | python3 -c '
 import sys, json, datetime as d; now = d.datetime.now(d.timezone.utc)
-s = [x for x in json.load(sys.stdin) if d.datetime.fromisoformat(x["start"]) > now][0]
+s = [x for x in json.load(sys.stdin) if d.datetime.fromisoformat(x["start"]) > now and not x["open_request_id"]][0]
 one = {{k: s[k] for k in ("schedule_id", "start", "end")}}
 print(json.dumps({{"recipient_ids": ["{sam}"], "start": s["start"], "end": s["end"], "shifts": [one],
                   "message": "Could you take this one?"}}))' > /tmp/coverage-request.json
@@ -457,10 +462,7 @@ print(json.dumps({{"recipient_ids": ["{sam}"], "start": s["start"], "end": s["en
   curl -s -X POST -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' -d '{{}}' \\
        {coverage}/v1/coverage-requests/$REQ/accept
 
-  # what a user's phones received: register a phone for Sam, then ask the vendor fakes
-  curl -s -H "Authorization: Bearer $SAM" -H 'Content-Type: application/json' \\
-       -d '{{"platform":"ios","token":"'$(python3 -c 'import secrets; print(secrets.token_hex(32))')'"}}' \\
-       {notifier}/v1/devices
+  # ... and see what their phones received (the request, then the acceptance):
   make phone USER={sam}
   curl -s {fakes["fake-apns"].inspect_url}/_fake/pushes    # every push the APNs fake accepted
   curl -s {fakes["fake-fcm"].inspect_url}/_fake/messages  # ... the FCM fake
