@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,6 +122,16 @@ async def hold(conn: asyncpg.Connection, *keys: str) -> None:
     opposite order could deadlock with it. A timer held here is skipped by the runners until the commit.
     """
     await conn.execute("SELECT 1 FROM timers WHERE key = ANY($1::text[]) ORDER BY id FOR UPDATE", list(keys))
+
+
+async def pending(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> list[Timer]:
+    """The pending timers of `kind` among `keys`, earliest due first."""
+    rows = await conn.fetch(
+        """SELECT id, kind, key, due_at, payload::text AS payload, attempts FROM timers
+           WHERE kind = $1 AND key = ANY($2::text[]) ORDER BY due_at, id""",
+        kind, list(keys),
+    )
+    return [Timer(r["id"], r["kind"], r["key"], r["due_at"], json.loads(r["payload"]), r["attempts"]) for r in rows]
 
 
 class TimerRunner:

@@ -27,6 +27,8 @@ class Delivery:
     acknowledged_at: datetime | None = None
     acknowledged_via: str | None = None
     created_at: datetime | None = None
+    received_at: datetime | None = None
+    read_at: datetime | None = None
 
     @property
     def critical(self) -> bool:

@@ -1,5 +1,6 @@
 """Process entry point: `python -m services.notifier.main`."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -47,13 +48,17 @@ def channels(s: Settings) -> deliveries.Channels:
 def build(settings: Settings | None = None) -> Service:
     settings = settings or Settings()
     svc = Service(settings, api, publishes=[DELIVERIES], consumes=[USERS, NOTIFICATION_COMMANDS])
-    consumers.register(svc)
+    consumers.register(svc, timedelta(seconds=settings.proof_of_delivery_s))
     senders = channels(settings)
     svc.provide(VOICE_WEBHOOK, VoiceWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url))
 
     @svc.timer(deliveries.STEP)
     async def step(conn: asyncpg.Connection, timer: Timer) -> None:
         await deliveries.fire_step(conn, timer, senders, utcnow())
+
+    @svc.timer(deliveries.PROOF)
+    async def proof(conn: asyncpg.Connection, timer: Timer) -> None:
+        await deliveries.check_proof(conn, timer, utcnow())
 
     async def close() -> None:
         for provider in senders.push.values():

@@ -32,6 +32,10 @@ class Settings(ServiceSettings):
     twilio_api_url: str = "https://api.twilio.com"
     public_webhook_url: str = "http://127.0.0.1:8084"
 
+    # Proof of delivery: a critical page whose push no phone confirmed receiving within this many seconds is
+    # followed by a voice call at once.
+    proof_of_delivery_s: float = Field(default=30.0, gt=0, le=3600)
+
     # Retries of a push or call the provider refused for now (429, 5xx, timeouts): backoff with jitter from
     # the first delay, doubling to the cap, honouring Retry-After, for at most this many attempts.
     delivery_max_attempts: int = Field(default=8, ge=1)

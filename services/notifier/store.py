@@ -36,7 +36,7 @@ async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
 
 
 _DELIVERY_COLUMNS = """id, user_id, idempotency_key, title, body, urgency, data, status, kind, acknowledgeable, steps,
-                        acknowledged_at, acknowledged_via, created_at"""
+                        acknowledged_at, acknowledged_via, created_at, received_at, read_at"""
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -72,6 +72,27 @@ async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at:
         """UPDATE deliveries SET status = 'acknowledged', acknowledged_at = $3, acknowledged_via = $2
            WHERE id = $1""",
         delivery_id, via, at,
+    )
+
+
+async def mark(conn: asyncpg.Connection, delivery_id: UUID, column: str, at: datetime) -> None:
+    """Set `received_at` or `read_at` once (the first time counts)."""
+    if column not in ("received_at", "read_at"):
+        raise ValueError(column)
+    await conn.execute(f"UPDATE deliveries SET {column} = coalesce({column}, $2) WHERE id = $1", delivery_id, at)
+
+
+async def add_step(conn: asyncpg.Connection, delivery_id: UUID) -> int:
+    """One more step for the delivery; returns its index."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "UPDATE deliveries SET steps = steps + 1 WHERE id = $1 RETURNING steps - 1", delivery_id
+    )
+
+
+async def unread(db: Db, user_id: UUID) -> int:
+    return await db.fetchval(  # type: ignore[no-any-return]
+        "SELECT count(*) FROM deliveries WHERE user_id = $1 AND read_at IS NULL AND acknowledged_at IS NULL",
+        user_id,
     )
 
 

@@ -121,7 +121,10 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
             async def step(conn: asyncpg.Connection, timer: Any) -> None:
                 await deliveries.fire_step(conn, timer, channels, await conn.fetchval("SELECT now()"))
 
-            runner = TimerRunner(pool, "notifier", {deliveries.STEP: step})
+            async def proof(conn: asyncpg.Connection, timer: Any) -> None:
+                await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()"))
+
+            runner = TimerRunner(pool, "notifier", {deliveries.STEP: step, deliveries.PROOF: proof})
             try:
                 yield Rig(pool, apns, fcm, twilio, channels, runner)
             finally:
@@ -205,3 +208,42 @@ async def test_the_same_intent_twice_is_one_delivery(rig: Rig) -> None:
     assert await deliveries.accept_notification(rig.pool, command.model_copy(update={"event_id": uuid.uuid4()})) is None
     await rig.fire()
     assert len(rig.apns.pushes_to(ios)) == 1
+
+
+async def test_an_unconfirmed_critical_push_calls_at_once_not_at_the_next_step(rig: Rig) -> None:
+    user_id, _, _ = await rig.person()
+    delivery = await rig.page(user_id, urgency="critical")
+    await rig.fire()  # the pushes
+    assert not rig.twilio.calls_to(PHONE)
+    await rig.fire(timedelta(seconds=31))  # no phone confirmed receipt: the call step is moved to now...
+    await rig.fire(timedelta(seconds=31))  # ... and runs, long before its 2 minutes
+    [call] = rig.twilio.calls_to(PHONE)
+    assert await rig.fire(timedelta(minutes=3)) == 0  # and it is not made a second time at 2 minutes
+    assert len(rig.twilio.calls_to(PHONE)) == 1
+    done = await store.get_delivery(rig.pool, delivery.id)
+    assert done is not None and done.steps == 2 and call.sid
+
+
+async def test_a_confirmed_critical_push_waits_for_the_next_step(rig: Rig) -> None:
+    user_id, _, _ = await rig.person()
+    delivery = await rig.page(user_id, urgency="critical")
+    await rig.fire()
+    me = Principal(user_id, "responder")
+    await deliveries.confirm_received(rig.pool, me, delivery.id, utcnow())
+    await rig.fire(timedelta(seconds=31))
+    await rig.fire(timedelta(seconds=31))
+    assert not rig.twilio.calls_to(PHONE)
+    await rig.fire(timedelta(minutes=3))  # unacknowledged, the call still comes at its step
+    assert len(rig.twilio.calls_to(PHONE)) == 1
+
+
+async def test_unread_until_read_or_acknowledged(rig: Rig) -> None:
+    user_id, _, _ = await rig.person()
+    me = Principal(user_id, "responder")
+    first, second = await rig.page(user_id), await rig.page(user_id)
+    assert await deliveries.unread_count(rig.pool, me, user_id) == 2
+    await deliveries.mark_read(rig.pool, me, first.id, utcnow())
+    await deliveries.acknowledge(rig.pool, me, second.id, "app", utcnow())
+    assert await deliveries.unread_count(rig.pool, me, user_id) == 0
+    with pytest.raises(deliveries.NotFound):
+        await deliveries.mark_read(rig.pool, Principal(uuid.uuid4(), "responder"), first.id, utcnow())

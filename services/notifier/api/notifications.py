@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -38,6 +39,38 @@ async def acknowledge(call: Call[None, None]) -> DeliveryOut:
     admin); anyone else's is a 404. Acknowledging again changes nothing."""
     done = await deliveries.acknowledge(call.app[POOL], call.actor, call.path["delivery_id"], "app", utcnow())
     return DeliveryOut.model_validate(done, from_attributes=True)
+
+
+@api.route("POST", "/v1/notifications/{delivery_id}/received", summary="The app confirms a push arrived",
+           roles=ANYONE, path_types=DELIVERY, response=DeliveryOut)
+async def confirm_received(call: Call[None, None]) -> DeliveryOut:
+    """Proof of delivery: a critical page whose push no phone confirms within the configured seconds is
+    followed by a voice call at once, not at the next step. Only the user's own (else 404)."""
+    done = await deliveries.confirm_received(call.app[POOL], call.actor, call.path["delivery_id"], utcnow())
+    return DeliveryOut.model_validate(done, from_attributes=True)
+
+
+@api.route("POST", "/v1/notifications/{delivery_id}/read", summary="Mark a notification read", roles=ANYONE,
+           path_types=DELIVERY, response=DeliveryOut)
+async def mark_read(call: Call[None, None]) -> DeliveryOut:
+    done = await deliveries.mark_read(call.app[POOL], call.actor, call.path["delivery_id"], utcnow())
+    return DeliveryOut.model_validate(done, from_attributes=True)
+
+
+class UnreadQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: UUID | None = Field(default=None, description="Another user's count (admins only).")
+
+
+class UnreadOut(BaseModel):
+    unread: int = Field(description="Notifications neither read nor acknowledged.")
+
+
+@api.route("GET", "/v1/notifications/unread-count", summary="How many notifications are unread", roles=ANYONE,
+           query=UnreadQuery, response=UnreadOut)
+async def unread_count(call: Call[None, UnreadQuery]) -> UnreadOut:
+    user_id = call.query.user_id or call.actor.user_id
+    return UnreadOut(unread=await deliveries.unread_count(call.app[POOL], call.actor, user_id))
 
 
 @api.route("POST", "/webhooks/twilio/voice/{delivery_id}", summary="Twilio: the key pressed during a voice message",

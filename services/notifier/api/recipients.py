@@ -39,6 +39,8 @@ class DeliveryOut(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_via: str | None
     created_at: datetime | None
+    received_at: datetime | None = Field(description="When a phone confirmed the push arrived.")
+    read_at: datetime | None
 
 
 class HistoryQuery(Page):

@@ -48,6 +48,9 @@ log = get_logger(__name__)
 USERS_CONSUMER = "notifier.users"
 COMMANDS_CONSUMER = "notifier.commands"
 STEP = "notifier.step"
+PROOF = "notifier.proof"
+# A critical page whose push the app has not confirmed receiving by then calls the user at once.
+PROOF_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,11 @@ def _step_key(delivery_id: UUID, step: int) -> str:
     return f"{delivery_id}:{step}"
 
 
-async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> Delivery | None:
-    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps.
+async def accept_notification(
+    pool: asyncpg.Pool, command: SendNotification, proof_after: timedelta | None = PROOF_AFTER
+) -> Delivery | None:
+    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps;
+    a critical page also gets its proof-of-delivery deadline (`proof_after`, None: none).
 
     Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
     has already been told.
@@ -93,6 +99,8 @@ async def accept_notification(pool: asyncpg.Pool, command: SendNotification) -> 
         for i, step in enumerate(steps):
             due = command.occurred_at + step.after
             await timers.schedule(conn, STEP, _step_key(delivery.id, i), due, {"step": i, "channel": step.channel})
+        if proof_after is not None and delivery.critical and delivery.acknowledgeable:
+            await timers.schedule(conn, PROOF, str(delivery.id), command.occurred_at + proof_after)
         await enqueue(
             conn,
             NotificationQueued(
@@ -182,6 +190,57 @@ async def _call(channels: Channels, delivery: Delivery, phone: str | None, langu
     except Exception as exc:
         log.exception("voice provider raised", delivery_id=str(delivery.id))
         return Outcome("retry", error=repr(exc))
+
+
+async def check_proof(conn: asyncpg.Connection, timer: timers.Timer, now: datetime) -> None:
+    """A critical page's push was not confirmed by any of the user's phones in time: call now rather than at
+    the next step (the pending voice step is moved to now, or a call is added when the user has none)."""
+    delivery_id = UUID(timer.key)
+    planned = await store.get_delivery(conn, delivery_id)
+    if planned is None:
+        return
+    keys = [_step_key(delivery_id, i) for i in range(planned.steps)]
+    await timers.hold(conn, *keys)
+    delivery = await store.get_delivery(conn, delivery_id, lock=True)
+    if delivery is None or delivery.acknowledged_at is not None or delivery.received_at is not None:
+        return
+    voice = [t for t in await timers.pending(conn, STEP, keys) if t.payload.get("channel") == "voice"]
+    if voice:
+        await timers.schedule(conn, STEP, voice[0].key, now, voice[0].payload)
+    else:
+        step = await store.add_step(conn, delivery_id)
+        await timers.schedule(conn, STEP, _step_key(delivery_id, step), now, {"step": step, "channel": "voice"})
+    log.warning("critical push not confirmed in time; calling now", delivery_id=str(delivery_id))
+
+
+async def _own(conn: asyncpg.Connection, actor: Principal, delivery_id: UUID) -> Delivery:
+    delivery = await store.get_delivery(conn, delivery_id)
+    # another user's notification is reported as absent, as an unknown id is
+    if delivery is None or not (actor.is_admin or delivery.user_id == actor.user_id):
+        raise NotFound(f"notification {delivery_id}")
+    return delivery
+
+
+async def confirm_received(pool: asyncpg.Pool, actor: Principal, delivery_id: UUID, now: datetime) -> Delivery:
+    """The app says the push arrived (proof of delivery): no fall-back call for it."""
+    async with transaction(pool) as conn:
+        await _own(conn, actor, delivery_id)
+        await store.mark(conn, delivery_id, "received_at", now)
+        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
+
+
+async def mark_read(pool: asyncpg.Pool, actor: Principal, delivery_id: UUID, now: datetime) -> Delivery:
+    """The user opened it in the app's history."""
+    async with transaction(pool) as conn:
+        await _own(conn, actor, delivery_id)
+        await store.mark(conn, delivery_id, "read_at", now)
+        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
+
+
+async def unread_count(pool: asyncpg.Pool, actor: Principal, user_id: UUID) -> int:
+    """Notifications the user neither read nor acknowledged."""
+    actor.require_self_or_admin(user_id)
+    return await store.unread(pool, user_id)
 
 
 async def acknowledge(
