@@ -118,3 +118,22 @@ def retry_delay(attempt: int, first_s: float, cap_s: float, retry_after_s: float
     never sooner than the provider's Retry-After."""
     backoff = min(cap_s, first_s * 2 ** (attempt - 1)) * (0.5 + jitter / 2)
     return float(max(backoff, retry_after_s or 0.0))
+
+
+@dataclass(frozen=True)
+class FloodLimit:
+    """At most `per_window` low-urgency notifications reach a user's phones in any `window`; more wait for
+    room (they are delayed, never dropped). High and critical ones are never held back."""
+
+    per_window: int = 5
+    window: timedelta = timedelta(minutes=1)
+
+    def wait(self, urgency: str, recent: Sequence[datetime], now: datetime) -> timedelta | None:
+        """How long a push of `urgency` must wait, given when the recent low-urgency ones went out (oldest
+        first); None when it may go now."""
+        if urgency != "low":
+            return None
+        inside = [t for t in recent if t > now - self.window]
+        if len(inside) < self.per_window:
+            return None
+        return inside[-self.per_window] + self.window - now

@@ -89,6 +89,17 @@ async def add_step(conn: asyncpg.Connection, delivery_id: UUID) -> int:
     )
 
 
+async def low_pushes_since(db: Db, user_id: UUID, since: datetime) -> list[datetime]:
+    """When each low-urgency delivery of the user first reached a phone since `since`, oldest first."""
+    rows = await db.fetch(
+        """SELECT min(a.at) AS at FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+           WHERE d.user_id = $1 AND d.urgency = 'low' AND a.channel = 'push' AND a.result = 'sent' AND a.at >= $2
+           GROUP BY a.delivery_id ORDER BY 1""",
+        user_id, since,
+    )
+    return [r["at"] for r in rows]
+
+
 async def unread(db: Db, user_id: UUID) -> int:
     return await db.fetchval(  # type: ignore[no-any-return]
         "SELECT count(*) FROM deliveries WHERE user_id = $1 AND read_at IS NULL AND acknowledged_at IS NULL",

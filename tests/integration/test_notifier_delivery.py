@@ -44,6 +44,7 @@ class Rig:
     twilio: FakeTwilio
     channels: deliveries.Channels
     runner: TimerRunner
+    clock: dict[str, timedelta]
 
     async def person(self) -> tuple[uuid.UUID, str, str]:
         """A user with an iPhone (critical alerts allowed), an Android phone and a phone number."""
@@ -84,6 +85,8 @@ class Rig:
         return delivery
 
     async def fire(self, after: timedelta = timedelta(0)) -> int:
+        """Fire what is due `after` from now, the handlers seeing that time as now too."""
+        self.clock["ahead"] = after
         now = await self.pool.fetchval("SELECT now()")
         return await self.runner.fire_due(now + after)
 
@@ -118,15 +121,18 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
                 first_retry_s=1.0,
             )
 
+            clock = {"ahead": timedelta(0)}  # the test moves time forward for the runner and the handlers alike
+
             async def step(conn: asyncpg.Connection, timer: Any) -> None:
-                await deliveries.fire_step(conn, timer, channels, await conn.fetchval("SELECT now()"))
+                now = await conn.fetchval("SELECT now()") + clock["ahead"]
+                await deliveries.fire_step(conn, timer, channels, now)
 
             async def proof(conn: asyncpg.Connection, timer: Any) -> None:
-                await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()"))
+                await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()") + clock["ahead"])
 
             runner = TimerRunner(pool, "notifier", {deliveries.STEP: step, deliveries.PROOF: proof})
             try:
-                yield Rig(pool, apns, fcm, twilio, channels, runner)
+                yield Rig(pool, apns, fcm, twilio, channels, runner, clock)
             finally:
                 for provider in channels.push.values():
                     await provider.close()
@@ -247,3 +253,17 @@ async def test_unread_until_read_or_acknowledged(rig: Rig) -> None:
     assert await deliveries.unread_count(rig.pool, me, user_id) == 0
     with pytest.raises(deliveries.NotFound):
         await deliveries.mark_read(rig.pool, Principal(uuid.uuid4(), "responder"), first.id, utcnow())
+
+
+async def test_a_flood_of_low_urgency_notifications_is_delayed_not_dropped_and_pages_pass(rig: Rig) -> None:
+    user_id, ios, _ = await rig.person()
+    for _ in range(7):
+        await rig.page(user_id, urgency="low", acknowledgeable=False)
+    await rig.fire()
+    assert len(rig.apns.pushes_to(ios)) == 5  # the flood limit: 5 a minute
+    await rig.page(user_id, urgency="critical")
+    await rig.fire()
+    assert len(rig.apns.pushes_to(ios)) == 6  # a page is never held back
+    await rig.fire(timedelta(seconds=61))
+    pushes = rig.apns.pushes_to(ios)
+    assert len(pushes) == 8 and len({p.headers["apns-collapse-id"] for p in pushes}) == 8

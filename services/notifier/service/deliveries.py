@@ -22,6 +22,7 @@ from services.notifier.domain import (
     DEFAULT_PREFERENCES,
     Delivery,
     Device,
+    FloodLimit,
     planned_steps,
     retry_delay,
 )
@@ -64,6 +65,7 @@ class Channels:
     max_attempts: int = 8
     first_retry_s: float = 1.0
     max_retry_s: float = 60.0
+    flood: FloodLimit = field(default_factory=FloodLimit)
 
 
 async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
@@ -120,6 +122,13 @@ async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Cha
     delivery = await store.get_delivery(conn, delivery_id, lock=True)
     if delivery is None or delivery.acknowledged_at is not None:
         return
+    if channel == "push" and attempt == 1:
+        recent = await store.low_pushes_since(conn, delivery.user_id, now - channels.flood.window)
+        held = channels.flood.wait(delivery.urgency, recent, now)
+        if held is not None:
+            log.info("low-urgency flood limit; push delayed", delivery_id=str(delivery.id), wait_s=held.total_seconds())
+            await timers.schedule(conn, STEP, timer.key, now + held, timer.payload)
+            return
     if channel == "push":
         only = set(timer.payload.get("devices") or [])
         devices = [d for d in await store.devices_of(conn, delivery.user_id) if not only or str(d.id) in only]
