@@ -4,6 +4,7 @@ a voice call follows when nobody acknowledged; a key pressed in the call or a ta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -125,14 +126,15 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
 
             async def step(conn: asyncpg.Connection, timer: Any) -> None:
                 now = await conn.fetchval("SELECT now()") + clock["ahead"]
-                await deliveries.fire_step(conn, timer, channels, now)
+                await deliveries.fire_step(conn, timer, rig.channels, now)
 
             async def proof(conn: asyncpg.Connection, timer: Any) -> None:
                 await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()") + clock["ahead"])
 
             runner = TimerRunner(pool, "notifier", {deliveries.STEP: step, deliveries.PROOF: proof})
+            rig = Rig(pool, apns, fcm, twilio, channels, runner, clock)
             try:
-                yield Rig(pool, apns, fcm, twilio, channels, runner, clock)
+                yield rig
             finally:
                 for provider in channels.push.values():
                     await provider.close()
@@ -267,3 +269,16 @@ async def test_a_flood_of_low_urgency_notifications_is_delayed_not_dropped_and_p
     await rig.fire(timedelta(seconds=61))
     pushes = rig.apns.pushes_to(ios)
     assert len(pushes) == 8 and len({p.headers["apns-collapse-id"] for p in pushes}) == 8
+
+
+async def test_a_push_refused_for_now_on_its_last_attempt_ends_failed(rig: Rig) -> None:
+    rig.channels = dataclasses.replace(rig.channels, max_attempts=2)
+    user_id, ios, android = await rig.person()
+    rig.apns.program(ios, failures=5, failure_status=503)
+    rig.fcm.program(android, "UNAVAILABLE", times=5)
+    delivery = await rig.page(user_id, urgency="low", acknowledgeable=False)
+    await rig.fire()
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "queued"  # type: ignore[union-attr]
+    await rig.fire(timedelta(minutes=2))  # the second and last attempt, refused again
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "failed"  # type: ignore[union-attr]
+    assert await rig.fire(timedelta(minutes=10)) == 0

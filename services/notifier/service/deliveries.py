@@ -155,7 +155,8 @@ async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Cha
             await store.delete_device(conn, device.id)
     await enqueue_all(conn, events)
     retry = [(t, o) for _, t, o in results if o.result == "retry"]
-    if retry and attempt < channels.max_attempts:
+    rearmed = bool(retry) and attempt < channels.max_attempts
+    if rearmed:
         wait = retry_delay(attempt, channels.first_retry_s, channels.max_retry_s,
                            max((o.retry_after_s or 0.0) for _, o in retry), random.random())
         targets = [t for t, _ in retry] if channel == "push" else []
@@ -163,7 +164,7 @@ async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Cha
         await timers.schedule(conn, STEP, timer.key, now + timedelta(seconds=wait), payload)
     if any(o.result == "sent" for _, _, o in results) and delivery.status in ("queued", "failed"):
         await store.set_status(conn, delivery.id, "sent")
-    elif not retry and not any(o.result == "sent" for _, _, o in results) and delivery.status == "queued":
+    elif not rearmed and not any(o.result == "sent" for _, _, o in results) and delivery.status == "queued":
         await store.set_status(conn, delivery.id, "failed")
 
 
