@@ -138,11 +138,13 @@ async def delivery_of(notifier: ServiceProcess, command: SendNotification, *, st
 
 
 async def test_a_page_reaches_the_phone_and_the_acknowledgement_is_published(
-    processes: Processes, fakes: tuple[Apns, dict[str, str]]
+    isolated_infra: IsolatedInfra, processes: Processes, fakes: tuple[Apns, dict[str, str]]
 ) -> None:
+    # A database and broker of its own: the session's `stack` runs a notifier of its own (no providers) in
+    # the same consumer group and schema, which would take the command and fail it.
     apns, env = fakes
-    infra = processes.infra
-    notifier = await start_notifier(processes, env)
+    infra = isolated_infra
+    notifier = await start_notifier(processes, env, isolated_infra)
     user, phone = uuid.uuid4(), device_token()
     await register_iphone(notifier, user, phone)
 
@@ -265,11 +267,11 @@ async def test_sigkill_between_handing_the_push_to_apns_and_recording_it_resends
 
 
 async def test_malformed_commands_are_dead_lettered_and_the_next_one_is_delivered(
-    processes: Processes, fakes: tuple[Apns, dict[str, str]]
+    isolated_infra: IsolatedInfra, processes: Processes, fakes: tuple[Apns, dict[str, str]]
 ) -> None:
     apns, env = fakes
-    infra = processes.infra
-    notifier = await start_notifier(processes, env)
+    infra = isolated_infra  # see the first test: not the session's, where the stack's notifier consumes too
+    notifier = await start_notifier(processes, env, isolated_infra)
     user, phone = uuid.uuid4(), device_token()
     await register_iphone(notifier, user, phone)
 
