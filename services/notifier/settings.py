@@ -10,6 +10,10 @@ class Settings(ServiceSettings):
 
     service_name: str = NOTIFIER.name
     http_port: int = NOTIFIER.port
+    # A step talks to its provider inside its timer's transaction (so a crash resends rather than loses it):
+    # with real providers at 50-100 ms an answer, two runners would cap pushes near 20-40 a second.
+    timer_concurrency: int = Field(default=8, ge=1)
+    db_pool_max: int = 20
 
     # APNs (iOS): token auth with a .p8 key; APNS_URL https://api.push.apple.com (sandbox:
     # https://api.sandbox.push.apple.com) or a local fake, whose CA is then APNS_CA_FILE.
