@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -50,8 +49,7 @@ from shared.kafka import ensure_topics
 from shared.messages import SendNotification
 from shared.services import NOTIFIER
 from shared.topics import NOTIFICATION_COMMANDS
-from tools.devstack import APNS_TOPIC
-from tools.fakes.fcm import SERVICE_ACCOUNT_FILE
+from tools.devstack import push_provider_env
 from tools.infra import free_port
 from tools.procs import REPO_ROOT, OsProcess, ServiceProcess, http_status, spawn, start_service, tail
 
@@ -210,18 +208,8 @@ async def running_stack(extra_env: dict[str, str] | None = None, replicas: int =
         )
         if skipped:
             print(f"# skipped {skipped} commands other runs left on {NOTIFICATION_COMMANDS.name}", file=sys.stderr)
-        described = json.loads(described_path.read_text())
-        # What tools.devstack.notifier_provider_env gives notifier (no Twilio: low urgency never calls).
-        provider_env = {
-            "APNS_URL": str(described["url"]),
-            "APNS_KEY_ID": str(described["key_id"]),
-            "APNS_TEAM_ID": str(described["team_id"]),
-            "APNS_KEY_FILE": str(described["key_path"]),
-            "APNS_CA_FILE": str(described["ca_path"]),
-            "APNS_TOPIC": APNS_TOPIC,
-            "FCM_SERVICE_ACCOUNT_FILE": str(fcm_dir / SERVICE_ACCOUNT_FILE),
-            "FCM_URL": fcm_url,
-        }
+        # What `make up` gives notifier (no Twilio: low urgency never calls).
+        provider_env = push_provider_env(apns_dir, fcm_dir, fcm_url)
         notifiers = []
         for i, port in enumerate(notifier_ports):
             name = "notifier" if i == 0 else f"notifier_{i + 1}"

@@ -331,13 +331,11 @@ def fakes_down(run_dir: Path) -> list[str]:
     return stopped
 
 
-def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
-    """notifier's provider settings pointing at the fakes (PUBLIC_WEBHOOK_URL is added with notifier's port)."""
+def push_provider_env(apns_state_dir: Path, fcm_state_dir: Path, fcm_url: str) -> dict[str, str]:
+    """notifier's APNs and FCM settings pointing at fakes started with these state dirs."""
     from tools.fakes.fcm import SERVICE_ACCOUNT_FILE
-    from tools.fakes.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 
-    apns = fakes["fake-apns"]
-    described = json.loads((apns.state_dir / "fake-apns.json").read_text())
+    described = json.loads((apns_state_dir / "fake-apns.json").read_text())
     return {
         "APNS_URL": str(described["url"]),
         "APNS_KEY_ID": str(described["key_id"]),
@@ -345,8 +343,17 @@ def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
         "APNS_KEY_FILE": str(described["key_path"]),
         "APNS_CA_FILE": str(described["ca_path"]),
         "APNS_TOPIC": APNS_TOPIC,
-        "FCM_SERVICE_ACCOUNT_FILE": str(fakes["fake-fcm"].state_dir / SERVICE_ACCOUNT_FILE),
-        "FCM_URL": fakes["fake-fcm"].url,
+        "FCM_SERVICE_ACCOUNT_FILE": str(fcm_state_dir / SERVICE_ACCOUNT_FILE),
+        "FCM_URL": fcm_url,
+    }
+
+
+def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
+    """notifier's provider settings pointing at the fakes (PUBLIC_WEBHOOK_URL is added with notifier's port)."""
+    from tools.fakes.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+
+    return {
+        **push_provider_env(fakes["fake-apns"].state_dir, fakes["fake-fcm"].state_dir, fakes["fake-fcm"].url),
         "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
         "TWILIO_FROM_NUMBER": TWILIO_FROM_NUMBER,

@@ -75,11 +75,16 @@ async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at:
     )
 
 
-async def mark(conn: asyncpg.Connection, delivery_id: UUID, column: str, at: datetime) -> None:
-    """Set `received_at` or `read_at` once (the first time counts)."""
+async def mark(conn: asyncpg.Connection, delivery_id: UUID, column: str, at: datetime) -> Delivery:
+    """Set `received_at` or `read_at` once (the first time counts); the delivery as it is then."""
     if column not in ("received_at", "read_at"):
         raise ValueError(column)
-    await conn.execute(f"UPDATE deliveries SET {column} = coalesce({column}, $2) WHERE id = $1", delivery_id, at)
+    row = await conn.fetchrow(
+        f"""UPDATE deliveries SET {column} = coalesce({column}, $2) WHERE id = $1
+            RETURNING {_DELIVERY_COLUMNS}""",
+        delivery_id, at,
+    )
+    return _delivery(row)
 
 
 async def add_step(conn: asyncpg.Connection, delivery_id: UUID) -> int:

@@ -50,8 +50,7 @@ class DeviceOut(BaseModel):
 
     @classmethod
     def of(cls, d: Device) -> DeviceOut:
-        return cls(id=d.id, user_id=d.user_id, platform=d.platform, token=d.token, app_version=d.app_version,
-                   critical_allowed=d.critical_allowed, created_at=d.created_at, updated_at=d.updated_at)
+        return cls.model_validate(d, from_attributes=True)
 
 
 class DevicesQuery(BaseModel):

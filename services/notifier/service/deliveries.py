@@ -11,7 +11,7 @@ have no such id; a call repeated after a crash is possible and is the price of n
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -122,7 +122,7 @@ async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Cha
     delivery = await store.get_delivery(conn, delivery_id, lock=True)
     if delivery is None or delivery.acknowledged_at is not None:
         return
-    if channel == "push" and attempt == 1:
+    if channel == "push" and attempt == 1 and delivery.urgency == "low":
         recent = await store.low_pushes_since(conn, delivery.user_id, now - channels.flood.window)
         held = channels.flood.wait(delivery.urgency, recent, now)
         if held is not None:
@@ -223,10 +223,10 @@ async def check_proof(conn: asyncpg.Connection, timer: timers.Timer, now: dateti
     log.warning("critical push not confirmed in time; calling now", delivery_id=str(delivery_id))
 
 
-async def _own(conn: asyncpg.Connection, actor: Principal, delivery_id: UUID) -> Delivery:
-    delivery = await store.get_delivery(conn, delivery_id)
-    # another user's notification is reported as absent, as an unknown id is
-    if delivery is None or not (actor.is_admin or delivery.user_id == actor.user_id):
+def _visible(actor: Principal | None, delivery: Delivery | None, delivery_id: UUID) -> Delivery:
+    """The delivery if `actor` may touch it (its user, an admin, or None: a signed webhook). Another user's
+    notification is reported as absent, as an unknown id is."""
+    if delivery is None or (actor is not None and not actor.is_admin and delivery.user_id != actor.user_id):
         raise NotFound(f"notification {delivery_id}")
     return delivery
 
@@ -234,17 +234,15 @@ async def _own(conn: asyncpg.Connection, actor: Principal, delivery_id: UUID) ->
 async def confirm_received(pool: asyncpg.Pool, actor: Principal, delivery_id: UUID, now: datetime) -> Delivery:
     """The app says the push arrived (proof of delivery): no fall-back call for it."""
     async with transaction(pool) as conn:
-        await _own(conn, actor, delivery_id)
-        await store.mark(conn, delivery_id, "received_at", now)
-        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
+        _visible(actor, await store.get_delivery(conn, delivery_id), delivery_id)
+        return await store.mark(conn, delivery_id, "received_at", now)
 
 
 async def mark_read(pool: asyncpg.Pool, actor: Principal, delivery_id: UUID, now: datetime) -> Delivery:
     """The user opened it in the app's history."""
     async with transaction(pool) as conn:
-        await _own(conn, actor, delivery_id)
-        await store.mark(conn, delivery_id, "read_at", now)
-        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
+        _visible(actor, await store.get_delivery(conn, delivery_id), delivery_id)
+        return await store.mark(conn, delivery_id, "read_at", now)
 
 
 async def unread_count(pool: asyncpg.Pool, actor: Principal, user_id: UUID) -> int:
@@ -262,19 +260,16 @@ async def acknowledge(
         planned = await store.get_delivery(conn, delivery_id)
         # timers before the delivery: the runner firing one holds it first and locks the delivery second
         await timers.hold(conn, *(_step_key(delivery_id, i) for i in range(planned.steps if planned else 0)))
-        delivery = await store.get_delivery(conn, delivery_id, lock=True)
-        if delivery is None or (actor is not None and not actor.is_admin and delivery.user_id != actor.user_id):
-            raise NotFound(f"notification {delivery_id}")
+        delivery = _visible(actor, await store.get_delivery(conn, delivery_id, lock=True), delivery_id)
         if delivery.acknowledged_at is not None:
             return delivery
         await store.acknowledge(conn, delivery_id, via, now)
-        for step in range(delivery.steps):
-            await timers.cancel(conn, STEP, _step_key(delivery_id, step))
+        await timers.cancel_keys(conn, STEP, [_step_key(delivery_id, i) for i in range(delivery.steps)])
         await enqueue(conn, NotificationAcknowledged(
             delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
             kind=delivery.kind, via=via, acknowledged_at=now,  # type: ignore[arg-type]
         ))
-        return found(await store.get_delivery(conn, delivery_id), f"notification {delivery_id}")
+        return replace(delivery, status="acknowledged", acknowledged_at=now, acknowledged_via=via)
 
 
 async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
