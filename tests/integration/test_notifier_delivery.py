@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -282,3 +283,17 @@ async def test_a_push_refused_for_now_on_its_last_attempt_ends_failed(rig: Rig) 
     await rig.fire(timedelta(minutes=2))  # the second and last attempt, refused again
     assert (await store.get_delivery(rig.pool, delivery.id)).status == "failed"  # type: ignore[union-attr]
     assert await rig.fire(timedelta(minutes=10)) == 0
+
+
+async def test_a_forged_or_unsigned_key_press_is_refused_and_changes_nothing(rig: Rig) -> None:
+    user_id, _, _ = await rig.person()
+    delivery = await rig.page(user_id)
+    url = f"{rig.channels.webhook_url}/webhooks/twilio/voice/{delivery.id}"
+    form = {"CallSid": "CA" + "0" * 32, "AccountSid": rig.twilio.account_sid, "Digits": "1"}
+    forged = {"X-Twilio-Signature": "c2lnbmVkIGJ5IHNvbWVvbmUgZWxzZQ=="}
+    async with aiohttp.ClientSession() as http:
+        for headers, body in [(forged, form), ({}, form), (forged, json.dumps(form))]:
+            async with http.post(url, data=body, headers=headers) as answer:
+                assert answer.status == 403, await answer.text()
+    done = await store.get_delivery(rig.pool, delivery.id)
+    assert done is not None and done.acknowledged_at is None
