@@ -7,7 +7,6 @@ import asyncpg
 
 from services.notifier import consumers
 from services.notifier.api import api
-from services.notifier.api.notifications import VOICE_WEBHOOK, VoiceWebhook
 from services.notifier.providers import PushProvider
 from services.notifier.providers.apns import ApnsCredentials, ApnsProvider
 from services.notifier.providers.fcm import FcmProvider
@@ -19,6 +18,7 @@ from shared.messages import utcnow
 from shared.runtime import Service
 from shared.timers import Timer
 from shared.topics import DELIVERIES, NOTIFICATION_COMMANDS, USERS
+from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 
 log = get_logger(__name__)
 
@@ -50,7 +50,9 @@ def build(settings: Settings | None = None) -> Service:
     svc = Service(settings, api, publishes=[DELIVERIES], consumes=[USERS, NOTIFICATION_COMMANDS])
     consumers.register(svc, timedelta(seconds=settings.proof_of_delivery_s))
     senders = channels(settings)
-    svc.provide(VOICE_WEBHOOK, VoiceWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url))
+    svc.provide(
+        TWILIO_WEBHOOK, TwilioWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url)
+    )
 
     @svc.timer(deliveries.STEP)
     async def step(conn: asyncpg.Connection, timer: Timer) -> None:

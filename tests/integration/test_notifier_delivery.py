@@ -18,7 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.notifier import store
-from services.notifier.api.notifications import VOICE_WEBHOOK, VoiceWebhook
 from services.notifier.providers.apns import ApnsCredentials, ApnsProvider
 from services.notifier.providers.fcm import FcmProvider
 from services.notifier.providers.twilio_voice import TwilioVoice
@@ -27,6 +26,7 @@ from shared.auth import Principal
 from shared.db import create_pool
 from shared.messages import SendNotification, UserSnapshot, utcnow
 from shared.timers import TimerRunner
+from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 from tests.api.conftest import notifier_app
 from tests.conftest import Infra, _create_database
 from tools.fakes.apns import FakeApns
@@ -111,7 +111,7 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
         server = TestServer(app)
         async with TestClient(server) as client:
             public = str(client.make_url("/")).rstrip("/")
-            app[VOICE_WEBHOOK] = VoiceWebhook(twilio.auth_token, public)
+            app[TWILIO_WEBHOOK] = TwilioWebhook(twilio.auth_token, public)
             channels = deliveries.Channels(
                 push={
                     "ios": ApnsProvider(credentials, base_url=apns.url, ca_path=apns.ca_path, timeout_s=5.0),

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from services.notifier.api import api
@@ -17,18 +15,8 @@ from shared.auth import ANYONE, PUBLIC
 from shared.http import Call
 from shared.messages import utcnow
 from shared.runtime import POOL
+from shared.webhooks import twilio_webhook
 
-
-@dataclass(frozen=True)
-class VoiceWebhook:
-    """What checking Twilio's callbacks needs: the auth token that signs them and the public base URL Twilio
-    was given (it signs the URL it called, which behind the gateway is not the one this process sees)."""
-
-    auth_token: str
-    public_url: str
-
-
-VOICE_WEBHOOK = web.AppKey("voice_webhook", VoiceWebhook)
 DELIVERY = {"delivery_id": UUID}
 
 
@@ -78,19 +66,7 @@ async def unread_count(call: Call[None, UnreadQuery]) -> UnreadOut:
 async def voice_gather(call: Call[None, None]) -> web.Response:
     """Signed by Twilio (`X-Twilio-Signature` over the public URL and the form fields); anything else is a
     403. Digit 1 acknowledges the notification."""
-    request = call.request
-    webhook = request.app.get(VOICE_WEBHOOK)
-    if webhook is None:
-        raise web.HTTPForbidden(text="voice webhooks are not configured")
-    # Twilio posts a urlencoded form; anything else cannot carry a valid signature.
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise web.HTTPForbidden(text="not a signed Twilio form")
-    form = await request.post()
-    params = {k: str(v) for k, v in form.items()}
-    url = webhook.public_url.rstrip("/") + request.path_qs
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not RequestValidator(webhook.auth_token).validate(url, params, signature):
-        raise web.HTTPForbidden(text="invalid Twilio signature")
+    params = await twilio_webhook(call.request).verified_form(call.request)
     answer = VoiceResponse()
     if params.get("Digits") == "1":
         await deliveries.acknowledge(call.app[POOL], None, call.path["delivery_id"], "voice", utcnow())
