@@ -12,14 +12,16 @@ credentials 401, a wrong role 403, an unknown route 404, the database unreachabl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -253,6 +255,29 @@ class At(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     at: Instant | None = Field(default=None, description="The instant to ask about; default now.")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def read_cursor(text: str | None, field: str = "cursor") -> tuple[datetime, UUID] | None:
+    """The (created_at, id) a page ended at, from the opaque text `next_cursor` gave out (newest-first paging)."""
+    if text is None:
+        return None
+    try:
+        micros, _, entity_id = base64.urlsafe_b64decode(text.encode("ascii") + b"==").decode("ascii").partition("/")
+        return _EPOCH + timedelta(microseconds=int(micros)), UUID(entity_id)
+    except (ValueError, UnicodeError, binascii.Error, OverflowError) as exc:
+        raise InvalidInput(field, "not a cursor this service gave out") from exc
+
+
+def next_cursor(keys: Sequence[tuple[datetime, UUID]], limit: int) -> str | None:
+    """The cursor of the page after one that listed `keys` ((created_at, id), newest first); None on the last."""
+    if len(keys) < limit:
+        return None
+    created_at, entity_id = keys[-1]
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}/{entity_id}".encode()).decode("ascii").rstrip("=")
 
 
 def _path_values(request: web.Request, adapters: Mapping[str, TypeAdapter[Any]]) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -16,8 +14,7 @@ from services.coverage.service import requests
 from services.coverage.service.commands import Accept, CreateRequest, Decline, ListRequests, ShiftChoice
 from services.coverage.store import Box
 from shared.auth import ANYONE, WRITERS
-from shared.errors import InvalidInput
-from shared.http import Call, Instant, Span, WithStatus
+from shared.http import Call, Instant, Span, WithStatus, next_cursor, read_cursor
 from shared.messages import utcnow
 from shared.runtime import POOL
 
@@ -164,29 +161,12 @@ class ListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
 
     def command(self) -> ListRequests:
-        return ListRequests(self.box, tuple(s for s in self.status.split(",") if s), _cursor(self.cursor), self.limit)  # type: ignore[misc]
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _cursor(text: str | None) -> tuple[datetime, UUID] | None:
-    """The (created_at, id) a page ended at, from the opaque text `_next_cursor` gave out."""
-    if text is None:
-        return None
-    try:
-        micros, _, request_id = base64.urlsafe_b64decode(text.encode("ascii") + b"==").decode("ascii").partition("/")
-        return _EPOCH + timedelta(microseconds=int(micros)), UUID(request_id)
-    except (ValueError, UnicodeError, binascii.Error, OverflowError) as exc:
-        raise InvalidInput("cursor", "not a cursor this service gave out") from exc
+        statuses = tuple(s for s in self.status.split(",") if s)
+        return ListRequests(self.box, statuses, read_cursor(self.cursor), self.limit)  # type: ignore[arg-type]
 
 
 def _next_cursor(items: list[CoverageRequest], limit: int) -> str | None:
-    if len(items) < limit:
-        return None
-    last = items[-1]
-    micros = (last.created_at - _EPOCH) // timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(f"{micros}/{last.id}".encode()).decode("ascii").rstrip("=")
+    return next_cursor([(r.created_at, r.id) for r in items], limit)
 
 
 class BadgeOut(BaseModel):
