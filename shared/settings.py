@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
+
+
+def _networks(value: Any) -> Any:
+    """`TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`: comma-separated IPs or CIDRs, each checked."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    return tuple(str(ipaddress.ip_network(v, strict=False)) for v in items if v)
+
+
+TrustedProxies = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)]
 
 
 class ServiceSettings(BaseSettings):
@@ -26,6 +38,9 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Peers (IPs or CIDRs) whose X-Forwarded-Proto/-Host/-Prefix a service believes: the gateway's. Empty: the
+    # forwarded headers are ignored and webhook signatures are checked against the configured public URL.
+    trusted_proxies: TrustedProxies = ()
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_jwks_url: str | None = None

@@ -2,18 +2,38 @@
 
 Twilio signs the URL it called (the public one, behind the gateway) plus the posted form fields with the
 account's auth token (HMAC-SHA1, base64, in `X-Twilio-Signature`); twilio's `RequestValidator` checks it.
-The process sees another URL than Twilio called, so the signed URL is rebuilt from the configured public
-base URL and the path and query the request arrived with.
+The process sees another URL than Twilio called, so the signed URL is rebuilt: from the scheme, host and path
+prefix the gateway forwards (`X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Prefix`) when the direct peer
+is one of the configured trusted proxies, otherwise from the configured public base URL; then the path and
+query the request arrived with. Forwarded headers from any other peer are ignored, so a client cannot choose
+the URL its signature is checked against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 FORM = "application/x-www-form-urlencoded"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*/?$")
+
+
+def networks(cidrs: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """IPs or CIDRs (as `ServiceSettings.trusted_proxies` holds them) as networks."""
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _first(value: str | None) -> str:
+    """The client-side (left-most) value of a forwarded header a proxy may have appended to."""
+    return (value or "").split(",")[0].strip()
 
 
 @dataclass(frozen=True)
@@ -23,9 +43,35 @@ class TwilioWebhook:
 
     auth_token: str
     public_url: str
+    trusted_proxies: tuple[IpNetwork, ...] = field(default=())
+
+    @classmethod
+    def behind(cls, auth_token: str, public_url: str, trusted_proxies: Iterable[str]) -> TwilioWebhook:
+        """A check that believes the forwarded headers of `trusted_proxies` (IPs or CIDRs, e.g.
+        `settings.trusted_proxies`)."""
+        return cls(auth_token, public_url, networks(trusted_proxies))
+
+    def trusts(self, peer: str | None) -> bool:
+        if not peer or not self.trusted_proxies:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.split("%")[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_proxies)
 
     def signed_url(self, request: web.Request) -> str:
-        return self.public_url.rstrip("/") + request.path_qs
+        """The URL Twilio called: the public base URL (or what a trusted gateway forwards) + path and query."""
+        public = urlsplit(self.public_url)
+        scheme, host, prefix = public.scheme, public.netloc, public.path
+        if self.trusts(request.remote):
+            proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
+            forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
+            forwarded_prefix = _first(request.headers.get("X-Forwarded-Prefix"))
+            scheme = proto if proto in ("http", "https") else scheme
+            host = forwarded_host if _HOST.match(forwarded_host) else host
+            prefix = forwarded_prefix if forwarded_prefix and _PREFIX.match(forwarded_prefix) else prefix
+        return f"{scheme}://{host}{prefix.rstrip('/')}{request.path_qs}"
 
     async def verified_form(self, request: web.Request) -> dict[str, str]:
         """The posted form of a request Twilio signed; anything else is a 403 (never a 4xx that tells a forger
