@@ -1,48 +1,193 @@
 """A consumer's in-memory view of published on-call timelines: who is on call on schedule S at instant T.
 
-Timelines are snapshots: each carries a schedule's whole resolved timeline for a horizon and a
-version, so the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
-Lookups bisect the segment starts, so they cost O(log n) in the segments of one timeline. Instants are
-held and compared in `datetime.UTC`: two datetimes sharing one tzinfo object compare field by field, while
-mixed ones (pydantic parses "Z" into its own tzinfo) call utcoffset() on both sides of every comparison.
+Timelines are snapshots: each carries a schedule's whole resolved timeline for a horizon and a version, so
+the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
+
+Every replica of callrouter and coverage holds the timelines of all schedules, so the index is compact:
+per schedule one `array('q')` of microseconds since the epoch (horizon bounds, segment starts, segment
+ends) and one `array('I')` of who-and-why codes (an interned user number and a source number), about
+20 bytes a segment where the pydantic objects took about 600. User ids are interned once per index. A
+timeline is decoded straight from the message bytes (`apply_json`) without building the pydantic models.
+Lookups bisect the segment starts: O(log n) in the segments of one timeline.
 """
 
 from __future__ import annotations
 
+import json
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol, get_args
 from uuid import UUID
 
-from shared.messages import ScheduleTimeline, TimelineSegment
+from shared.messages import EARLIEST, INSTANT_RANGE, LATEST, ScheduleTimeline, Source
+
+SOURCES: tuple[Source, ...] = get_args(Source)
+_SOURCE_CODE = {source: code for code, source in enumerate(SOURCES)}
+_SOURCE_BITS = 3
+_SOURCE_MASK = (1 << _SOURCE_BITS) - 1
+_MAX_USERS = (1 << (32 - _SOURCE_BITS)) - 1
+assert len(SOURCES) <= 1 << _SOURCE_BITS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_EARLIEST_US = (EARLIEST - _EPOCH) // _US
+_LATEST_US = (LATEST - _EPOCH) // _US
 
 
-@dataclass(frozen=True)
-class _Indexed:
-    timeline: ScheduleTimeline
+def to_micros(instant: datetime) -> int:
+    """`instant` as microseconds since the Unix epoch; it must carry a UTC offset."""
+    if instant.utcoffset() is None:
+        raise ValueError("instant needs a UTC offset")
+    return (instant - _EPOCH) // _US
+
+
+def from_micros(micros: int) -> datetime:
+    seconds, us = divmod(micros, 1_000_000)
+    return _EPOCH + timedelta(0, seconds, us)
+
+
+@lru_cache(maxsize=4096)
+def _parse_instant(text: str) -> int:
+    # Handoffs fall on few distinct instants (whole hours, mostly), shared by many schedules: the cache
+    # turns most of the ~100 instants of a timeline into one dict hit.
+    if type(text) is not str:
+        raise ValueError(f"an instant must be an ISO 8601 string, not {type(text).__name__}")
+    micros = to_micros(datetime.fromisoformat(text))
+    if not _EARLIEST_US <= micros < _LATEST_US:
+        raise ValueError(f"instant {text!r} must lie {INSTANT_RANGE}")
+    return micros
+
+
+class OnCall(NamedTuple):
+    """One segment of a held timeline: [start, end) in microseconds since the epoch, who is on call
+    (None: nobody, an explicit gap), why, and the override or coverage request behind it."""
+
+    start_us: int
+    end_us: int
+    user_id: UUID | None
+    source: Source
+    ref: UUID | None = None
+
+    @property
+    def start(self) -> datetime:
+        return from_micros(self.start_us)
+
+    @property
+    def end(self) -> datetime:
+        return from_micros(self.end_us)
+
+
+class UserTable:
+    """User ids interned to small numbers (0 stands for nobody), shared by every timeline of an index."""
+
+    def __init__(self) -> None:
+        self.ids: list[UUID | None] = [None]
+        self._numbers: dict[UUID, int] = {}
+        self._by_text: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids) - 1
+
+    def number(self, user_id: UUID | None) -> int:
+        if user_id is None:
+            return 0
+        number = self._numbers.get(user_id)
+        if number is None:
+            if len(self.ids) > _MAX_USERS:
+                raise ValueError("too many distinct users for one index")
+            number = self._numbers[user_id] = len(self.ids)
+            self.ids.append(user_id)
+        return number
+
+    def number_of_text(self, text: object) -> int:
+        """The number of a user id as written in a message: a UUID string, or null for nobody."""
+        if text is None:
+            return 0
+        if type(text) is not str:
+            raise ValueError(f"user_id must be a UUID string or null, not {type(text).__name__}")
+        number = self._by_text.get(text)
+        if number is None:
+            number = self._by_text[text] = self.number(_uuid(text, "user_id"))
+        return number
+
+
+class HeldTimeline(NamedTuple):
+    """A held timeline rebuilt on demand from the compact form."""
+
+    schedule_id: UUID
+    version: int
     horizon_start: datetime
     horizon_end: datetime
-    starts: tuple[datetime, ...]
-    ends: tuple[datetime, ...]
+    segments: list[OnCall]
+
+
+class _Held:
+    """One schedule's timeline: bounds = [horizon start, horizon end, n segment starts, n segment ends] in
+    microseconds; who[i] = user number << 3 | source number; refs only for the segments that have one."""
+
+    __slots__ = ("bounds", "refs", "version", "who")
+
+    def __init__(self, version: int, bounds: array[int], who: array[int], refs: dict[int, UUID] | None) -> None:
+        self.version = version
+        self.bounds = bounds
+        self.who = who
+        self.refs = refs
 
     @classmethod
-    def of(cls, timeline: ScheduleTimeline) -> _Indexed:
-        return cls(
-            timeline,
-            timeline.horizon_start.astimezone(UTC),
-            timeline.horizon_end.astimezone(UTC),
-            tuple(s.start.astimezone(UTC) for s in timeline.segments),
-            tuple(s.end.astimezone(UTC) for s in timeline.segments),
+    def build(
+        cls,
+        version: int,
+        horizon: tuple[int, int],
+        starts: list[int],
+        ends: list[int],
+        who: list[int],
+        refs: dict[int, UUID] | None,
+    ) -> _Held:
+        if not horizon[0] <= horizon[1]:
+            raise ValueError("the horizon ends before it starts")
+        previous_end = _EARLIEST_US
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            if not previous_end <= start < end:
+                raise ValueError(f"segment {i} is empty or out of order: segments must be sorted and disjoint")
+            previous_end = end
+        return cls(version, array("q", [*horizon, *starts, *ends]), array("I", who), refs)
+
+    def __len__(self) -> int:
+        return len(self.who)
+
+    def segment(self, i: int, user_ids: list[UUID | None]) -> OnCall:
+        n = len(self.who)
+        code = self.who[i]
+        ref = self.refs.get(i) if self.refs else None
+        return OnCall(
+            self.bounds[2 + i],
+            self.bounds[2 + n + i],
+            user_ids[code >> _SOURCE_BITS],
+            SOURCES[code & _SOURCE_MASK],
+            ref,
         )
+
+    def at(self, micros: int, user_ids: list[UUID | None]) -> OnCall | None:
+        bounds = self.bounds
+        if not bounds[0] <= micros < bounds[1]:
+            return None
+        n = len(self.who)
+        i = bisect_right(bounds, micros, 2, 2 + n) - 3
+        if i < 0 or micros >= bounds[2 + n + i]:
+            return None
+        return self.segment(i, user_ids)
 
 
 class TimelineIndex:
     """The newest published timeline of each schedule, and the segment that holds a given instant."""
 
-    def __init__(self) -> None:
-        self._by_schedule: dict[UUID, _Indexed] = {}
+    def __init__(self, users: UserTable | None = None) -> None:
+        self._by_schedule: dict[UUID, _Held] = {}
+        self.users = users if users is not None else UserTable()
+        self._segments = 0
 
     def __len__(self) -> int:
         return len(self._by_schedule)
@@ -50,33 +195,117 @@ class TimelineIndex:
     def __contains__(self, schedule_id: object) -> bool:
         return schedule_id in self._by_schedule
 
+    @property
+    def segments(self) -> int:
+        """How many segments the held timelines have in all."""
+        return self._segments
+
     def apply(self, timeline: ScheduleTimeline) -> bool:
         """Keep `timeline` unless one of the same or a newer version is held; True if it was kept."""
-        held = self._by_schedule.get(timeline.schedule_id)
-        if held is not None and held.timeline.version >= timeline.version:
-            return False
-        self._by_schedule[timeline.schedule_id] = _Indexed.of(timeline)
+        number = self.users.number
+        segments = timeline.segments
+        refs = {i: s.ref for i, s in enumerate(segments) if s.ref is not None}
+        held = _Held.build(
+            timeline.version,
+            (to_micros(timeline.horizon_start), to_micros(timeline.horizon_end)),
+            [to_micros(s.start) for s in segments],
+            [to_micros(s.end) for s in segments],
+            [number(s.user_id) << _SOURCE_BITS | _SOURCE_CODE[s.source] for s in segments],
+            refs or None,
+        )
+        return self._keep(timeline.schedule_id, held)
+
+    def apply_json(self, raw: bytes | bytearray | str) -> bool:
+        """`apply` for a ScheduleTimeline message as it travels on the topic, decoded without building the
+        pydantic models. Reads and checks what the index needs (type, schedule_id, version, the horizon and
+        the segments: aware ISO 8601 instants in the platform's range, sorted and disjoint, known sources,
+        UUIDs); other fields are not examined. Raises ValueError for anything malformed."""
+        try:
+            message = json.loads(raw)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(f"not a JSON document: {exc}") from None
+        if type(message) is not dict:
+            raise ValueError("a timeline must be a JSON object")
+        try:
+            schedule_id, held = self._decode(message)
+        except KeyError as exc:
+            raise ValueError(f"a timeline needs {exc}") from None
+        except TypeError as exc:  # an object or array where a string or number belongs
+            raise ValueError(f"malformed timeline: {exc}") from None
+        return self._keep(schedule_id, held)
+
+    def _decode(self, message: dict[str, Any]) -> tuple[UUID, _Held]:
+        if message.get("type", "ScheduleTimeline") != "ScheduleTimeline":
+            raise ValueError(f"not a ScheduleTimeline: {message.get('type')!r}")
+        schedule_id = _uuid(message["schedule_id"], "schedule_id")
+        version = message["version"]
+        if type(version) is not int or version < 1:
+            raise ValueError(f"version must be a whole number of at least 1, not {version!r}")
+        horizon = (_parse_instant(message["horizon_start"]), _parse_instant(message["horizon_end"]))
+        segments = message["segments"]
+        if type(segments) is not list:
+            raise ValueError("segments must be a list")
+        starts: list[int] = []
+        ends: list[int] = []
+        who: list[int] = []
+        refs: dict[int, UUID] | None = None
+        user_number = self.users.number_of_text
+        parse = _parse_instant
+        for i, segment in enumerate(segments):
+            if type(segment) is not dict:
+                raise ValueError(f"segment {i} must be an object")
+            starts.append(parse(segment["start"]))
+            ends.append(parse(segment["end"]))
+            source = _SOURCE_CODE.get(segment["source"])
+            if source is None:
+                raise ValueError(f"segment {i} has an unknown source {segment['source']!r}")
+            who.append(user_number(segment["user_id"]) << _SOURCE_BITS | source)
+            ref = segment.get("ref")
+            if ref is not None:
+                refs = refs or {}
+                refs[i] = _uuid(ref, "ref")
+        return schedule_id, _Held.build(version, horizon, starts, ends, who, refs)
+
+    def _keep(self, schedule_id: UUID, held: _Held) -> bool:
+        current = self._by_schedule.get(schedule_id)
+        if current is not None:
+            if current.version >= held.version:
+                return False
+            self._segments -= len(current)
+        self._by_schedule[schedule_id] = held
+        self._segments += len(held)
         return True
 
-    def get(self, schedule_id: UUID) -> ScheduleTimeline | None:
+    def version(self, schedule_id: UUID) -> int | None:
         held = self._by_schedule.get(schedule_id)
-        return held.timeline if held is not None else None
+        return held.version if held is not None else None
 
-    def at(self, schedule_id: UUID, instant: datetime) -> TimelineSegment | None:
-        """The segment of `schedule_id` holding `instant` (start inclusive, end exclusive); a gap segment has
-        user_id None. None when the schedule is unknown or `instant` lies outside the published horizon."""
-        if instant.tzinfo is None:
-            raise ValueError("instant needs a UTC offset")
+    def get(self, schedule_id: UUID) -> HeldTimeline | None:
+        """The held timeline of `schedule_id`, rebuilt from the compact form (for inspection, not lookups)."""
         held = self._by_schedule.get(schedule_id)
         if held is None:
             return None
-        instant = instant.astimezone(UTC)
-        if not held.horizon_start <= instant < held.horizon_end:
-            return None
-        i = bisect_right(held.starts, instant) - 1
-        if i < 0 or instant >= held.ends[i]:
-            return None
-        return held.timeline.segments[i]
+        user_ids = self.users.ids
+        return HeldTimeline(
+            schedule_id,
+            held.version,
+            from_micros(held.bounds[0]),
+            from_micros(held.bounds[1]),
+            [held.segment(i, user_ids) for i in range(len(held))],
+        )
+
+    def at(self, schedule_id: UUID, instant: datetime) -> OnCall | None:
+        """The segment of `schedule_id` holding `instant` (start inclusive, end exclusive); a gap segment has
+        user_id None. None when the schedule is unknown or `instant` lies outside the published horizon."""
+        micros = to_micros(instant)
+        held = self._by_schedule.get(schedule_id)
+        return held.at(micros, self.users.ids) if held is not None else None
+
+
+def _uuid(value: object, name: str) -> UUID:
+    if type(value) is not str:
+        raise ValueError(f"{name} must be a UUID string, not {type(value).__name__}")
+    return UUID(value)  # ValueError when malformed
 
 
 class Held(Protocol):
