@@ -37,6 +37,7 @@ from shared.auth import issue_dev_token
 from shared.services import DEFAULT_PORTS, SERVICE_NAMES
 from shared.settings import DEV_JWT_SECRET
 from tools import infra
+from tools.gateway import local as gateway
 from tools.procs import (
     REPO_ROOT,
     OsProcess,
@@ -116,7 +117,7 @@ def _own_env(name: str, env: dict[str, str], extra: dict[str, dict[str, str]], p
     """The environment of service `name` on `port`: the shared one plus its own extras (notifier: providers)."""
     own = {**env, **extra.get(name, {})}
     if name == "notifier" and name in extra:
-        own["PUBLIC_WEBHOOK_URL"] = f"http://127.0.0.1:{port}"  # until a gateway serves notifier's webhooks
+        own.setdefault("PUBLIC_WEBHOOK_URL", f"http://127.0.0.1:{port}")  # the gateway's, when `up` runs one
     return own
 
 
@@ -401,8 +402,12 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     }
     apply_migrations(stack.database_url)
     fakes = fakes_up(run_dir)
-    extra = {"notifier": notifier_provider_env(fakes)}
+    # Twilio calls the gateway's webhook origin; the services believe its X-Forwarded-* headers.
+    edge_ports = gateway.ports(run_dir)
+    env["TRUSTED_PROXIES"] = gateway.TRUSTED_PROXIES
+    extra = {"notifier": {**notifier_provider_env(fakes), "PUBLIC_WEBHOOK_URL": gateway.public_webhook_url(run_dir)}}
     procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external", extra)
+    edge = gateway.up(run_dir, {name: proc.base_url for name, proc in procs.items()}, edge_ports)
     _run_seed(env, procs, run_dir)
     print(infra.format_status(infra.status(run_dir)))
     print()
@@ -411,6 +416,8 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
         print(f"{name:<11} {base}/healthz  {base}/openapi.json  {base}/metrics   (pid {proc.pid})")
     for name, fake in fakes.items():
         print(f"{name:<11} {fake.url}  what phones got: {fake.inspect_url}{fake.spec.inbox}...   (pid {fake.pid})")
+    print(f"gateway     {edge.api_url}/v1/...  {edge.api_url}/openapi.json (the whole mobile API)  "
+          f"webhooks {edge.webhooks_url}/webhooks/...   (pid {edge.pid})")
     token = issue_token(dev_user(run_dir), "admin")
     schedule = procs["schedule"].base_url
     print(
@@ -418,6 +425,7 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     )
     notifier = procs["notifier"].base_url
     coverage = procs["coverage"].base_url
+    schedule = notifier = coverage = edge.api_url  # the examples go through the gateway, as the app does
     seeded = _seeded(run_dir)
     people: dict[str, dict[str, str]] = seeded.get("users", {})  # type: ignore[assignment]
     rita = people.get("rita@demo.oncall", {}).get("id", "<rita id>")
@@ -484,11 +492,12 @@ def down(run_dir: Path) -> int:
     records = _load_records(run_dir)
     fakes = load_fakes(run_dir)
     recorded = infra.load(run_dir)
-    for line in _services_down(run_dir) + fakes_down(run_dir):
+    for line in gateway.down(run_dir) + _services_down(run_dir) + fakes_down(run_dir):
         print(f"stopped {line}")
     infra.down(run_dir)
     leftovers = [r.name for r in records.values() if r.attach() is not None]
     leftovers += [f.name for f in fakes.values() if f.attach() is not None]
+    leftovers += ["gateway"] if gateway.still_running(run_dir) else []
     if recorded is not None and recorded.broker is not None and recorded.broker.alive:
         leftovers.append(recorded.broker.kind)
     if infra.Postgres.attach(run_dir) is not None:
@@ -520,6 +529,7 @@ def status(run_dir: Path) -> int:
             continue
         inbox = fake.spec.inbox.split("?")[0]
         rows.append(infra.ComponentStatus(name, fake.ready(), fake.url, fake.pid, f"inspect {fake.inspect_url}{inbox}"))
+    rows += gateway.status(run_dir)
     print(infra.format_status(rows))
     return 0
 
@@ -638,6 +648,8 @@ def phone(run_dir: Path, user: str) -> int:
 def _log_paths(run_dir: Path) -> dict[str, Path]:
     paths = {name: run_dir / "logs" / f"{name}.log" for name in (*SERVICE_NAMES, *FAKES)}
     paths["postgres"] = run_dir / "postgres.log"
+    paths["gateway"] = run_dir / "logs" / "gateway.log"
+    paths["gateway-access"] = run_dir / "logs" / "gateway-access.log"
     for kind in infra.BROKER_KINDS:
         if (run_dir / f"{kind}.log").exists():
             paths[kind] = run_dir / f"{kind}.log"
