@@ -1,15 +1,68 @@
-"""Kafka subscribers of the callrouter service."""
+"""Kafka subscribers and timers of the callrouter service: parse, then hand to the use case."""
 
 from __future__ import annotations
 
-from services.callrouter import service
-from shared.messages import UserSnapshot
+import asyncpg
+
+from services.callrouter.service import alerts, calls, projections
+from services.callrouter.service.calls import Desk
+from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, REDIRECT
+from shared.messages import (
+    NotificationAcknowledged,
+    NotificationAttempted,
+    NotificationQueued,
+    PolicySnapshot,
+    ScheduleTimeline,
+    SupportHoursSnapshot,
+    UserSnapshot,
+    utcnow,
+)
 from shared.runtime import Service
-from shared.topics import USERS
+from shared.timers import Timer
+from shared.topics import DELIVERIES, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
 
 
-def register(svc: Service) -> None:
+def register(svc: Service, desk: Desk) -> None:
     @svc.subscriber(USERS)
-    async def on_user_snapshot(snapshot: UserSnapshot) -> None:
-        """Refresh the dialable responders from schedule's user snapshots."""
-        await service.apply_user_snapshot(svc.pool, snapshot)
+    async def on_user(snapshot: UserSnapshot) -> None:
+        """Who can be dialed (active, with a phone) and in which language."""
+        await projections.apply_user(svc.pool, snapshot)
+
+    @svc.subscriber(POLICIES)
+    async def on_policy(snapshot: PolicySnapshot) -> None:
+        """Whom a routing option dials, and how its alerts escalate."""
+        await projections.apply_policy(svc.pool, snapshot)
+
+    @svc.subscriber(SUPPORT_HOURS)
+    async def on_support_hours(snapshot: SupportHoursSnapshot) -> None:
+        await projections.apply_support_hours(svc.pool, snapshot)
+
+    @svc.subscriber(TIMELINES)
+    async def on_timeline(timeline: ScheduleTimeline) -> None:
+        """Who each schedule has on call, so a call is routed while schedule is down."""
+        await projections.apply_timeline(svc.pool, timeline)
+
+    @svc.subscriber(DELIVERIES)
+    async def on_delivery(event: NotificationAcknowledged | NotificationAttempted | NotificationQueued) -> None:
+        """A page of one of our alerts acknowledged on the phone stops the alert's escalation."""
+        if not isinstance(event, NotificationAcknowledged):
+            return
+        alert_id = alerts.alert_of_key(event.idempotency_key)
+        if alert_id is not None:
+            await alerts.acknowledge_from_page(svc.pool, alert_id, event.user_id, event.acknowledged_at, event.via)
+
+    @svc.timer(DIAL)
+    async def dial(conn: asyncpg.Connection, timer: Timer) -> None:
+        await calls.dial(conn, desk, timer, utcnow())
+
+    @svc.timer(REDIRECT)
+    async def redirect(conn: asyncpg.Connection, timer: Timer) -> None:
+        await calls.redirect(conn, desk, timer, utcnow())
+
+    @svc.timer(HANG_UP)
+    async def hang_up(conn: asyncpg.Connection, timer: Timer) -> None:
+        await calls.hang_up(conn, desk, timer, utcnow())
+
+    @svc.timer(ESCALATE)
+    async def escalate(conn: asyncpg.Connection, timer: Timer) -> None:
+        await alerts.escalate(conn, timer, utcnow())

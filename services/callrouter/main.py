@@ -1,15 +1,52 @@
 """Process entry point: `python -m services.callrouter.main`."""
 
+from datetime import timedelta
+
 from services.callrouter import consumers
 from services.callrouter.api import api
+from services.callrouter.api.webhooks import DESK
+from services.callrouter.providers.twilio_calls import TwilioCalls
+from services.callrouter.service.calls import Desk, Urls
 from services.callrouter.settings import Settings
+from shared.logs import get_logger
 from shared.runtime import Service
-from shared.topics import USERS
+from shared.topics import DELIVERIES, NOTIFICATION_COMMANDS, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
+from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
+
+log = get_logger(__name__)
+
+
+def desk(s: Settings) -> Desk:
+    token = s.twilio_auth_token.get_secret_value()
+    telephony = TwilioCalls(s.twilio_account_sid, token, base_url=s.twilio_api_url) if s.twilio_account_sid else None
+    if telephony is None:
+        log.warning("no telephony provider configured (TWILIO_ACCOUNT_SID): responders cannot be dialed")
+    return Desk(
+        Urls(s.public_webhook_url),
+        telephony,
+        ring_timeout_s=s.ring_timeout_s,
+        hold_music_url=s.hold_music_url or None,
+        voicemail_max_s=s.voicemail_max_s,
+        voicemail_deadline=timedelta(seconds=s.voicemail_deadline_s),
+    )
 
 
 def build(settings: Settings | None = None) -> Service:
-    svc = Service(settings or Settings(), api, consumes=[USERS])
-    consumers.register(svc)
+    settings = settings or Settings()
+    svc = Service(
+        settings,
+        api,
+        publishes=[NOTIFICATION_COMMANDS],
+        consumes=[USERS, POLICIES, SUPPORT_HOURS, TIMELINES, DELIVERIES],
+    )
+    calls_desk = desk(settings)
+    consumers.register(svc, calls_desk)
+    svc.provide(DESK, calls_desk)
+    svc.provide(
+        TWILIO_WEBHOOK, TwilioWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url)
+    )
+    if calls_desk.telephony is not None:
+        svc.on_stop(calls_desk.telephony.close)
     return svc
 
 

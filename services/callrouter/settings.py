@@ -1,3 +1,5 @@
+from pydantic import Field, SecretStr
+
 from shared.services import CALLROUTER
 from shared.settings import ServiceSettings
 
@@ -5,3 +7,19 @@ from shared.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: str = CALLROUTER.name
     http_port: int = CALLROUTER.port
+
+    # Twilio: TWILIO_API_URL https://api.twilio.com or the local telephony simulator. The routing numbers'
+    # voice URL is PUBLIC_WEBHOOK_URL + /webhooks/twilio/calls/incoming and their status callback
+    # .../calls/status: the address the gateway serves callrouter's webhooks on, which Twilio signs.
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_api_url: str = "https://api.twilio.com"
+    public_webhook_url: str = f"http://127.0.0.1:{CALLROUTER.port}"
+
+    # How long a responder's phone rings before the next one is dialed.
+    ring_timeout_s: int = Field(default=20, ge=5, le=120)
+    # Played to a waiting caller when a routing number has no hold music of its own; empty: a spoken message.
+    hold_music_url: str = ""
+    voicemail_max_s: int = Field(default=120, ge=10, le=600)
+    # A voicemail call's alert escalates at the latest this long after the caller was sent to voicemail.
+    voicemail_deadline_s: float = Field(default=240.0, gt=0, le=3600)

@@ -1,0 +1,1 @@
+"""Use cases of the callrouter service, one module per resource."""

@@ -1,0 +1,567 @@
+"""callrouter in-process: routing numbers (admin API, validation), the call flow webhook by webhook (menu,
+dialing one after another, accept by key or voice, decline, voicemail, hang-up, support hours), and call-routing
+alerts (escalation by the policy's rules until acknowledged, visibility, callback)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+import shared.db
+from services.callrouter.service.kinds import ESCALATE
+from shared.messages import WeeklyWindow
+from shared.timers import TimerRunner
+from tests.api.callrouter_world import (
+    PUBLIC_URL,
+    RecordingPhones,
+    World,
+    callrouter_app,
+    new_desk,
+    random_number,
+    runner,
+    webhook,
+)
+from tests.api.conftest import ADMIN, Client, assert_422, call
+from tests.conftest import token
+
+BASE = f"{PUBLIC_URL}/webhooks/twilio"
+
+
+@pytest.fixture(scope="session")
+async def callrouter_pool(api_database: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await shared.db.create_pool(api_database, "callrouter")
+    yield created
+    await created.close()
+
+
+@dataclass
+class Rig:
+    client: Client
+    pool: asyncpg.Pool
+    phones: RecordingPhones
+    timers: TimerRunner
+
+    async def fire(self) -> int:
+        return await self.timers.fire_due()
+
+    async def hook(self, url: str, **params: str) -> ElementTree.Element:
+        status, body = await webhook(self.client, url, params)
+        assert status == 200, body
+        return ElementTree.fromstring(body)
+
+
+@pytest.fixture
+async def rig(callrouter_pool: asyncpg.Pool, api_database: str) -> AsyncIterator[Rig]:
+    phones = RecordingPhones()
+    desk = new_desk(phones)
+    async with TestClient(TestServer(callrouter_app(callrouter_pool, api_database, desk))) as client:
+        yield Rig(client, callrouter_pool, phones, runner(callrouter_pool, desk))
+
+
+async def routing_number(rig: Rig, world: World, **extra: Any) -> dict[str, Any]:
+    status, body = await call(rig.client, "POST", "/v1/routing-numbers", json=world.number_body(**extra))
+    assert status == 201, body
+    return body  # type: ignore[no-any-return]
+
+
+def said(twiml: ElementTree.Element) -> str:
+    return " ".join((e.text or "") for e in twiml.iter("Say"))
+
+
+def action(twiml: ElementTree.Element, verb: str) -> str:
+    found = twiml.find(f".//{verb}")
+    assert found is not None, ElementTree.tostring(twiml)
+    return found.attrib["action"]
+
+
+async def ring(rig: Rig, number: dict[str, Any], caller: str = "+4917700000001") -> tuple[str, ElementTree.Element]:
+    sid = "CA" + uuid.uuid4().hex
+    twiml = await rig.hook(
+        f"{BASE}/calls/incoming",
+        CallSid=sid,
+        From=caller,
+        To=number["number"],
+        CallStatus="ringing",
+        Direction="inbound",
+    )
+    return sid, twiml
+
+
+async def choose(rig: Rig, number: dict[str, Any], **choice: str) -> tuple[str, ElementTree.Element]:
+    sid, menu = await ring(rig, number)
+    return sid, await rig.hook(action(menu, "Gather"), CallSid=sid, **choice)
+
+
+# ------------------------------------------------------------------------------------------ routing numbers
+async def test_routing_number_round_trip_and_roles(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    created = await routing_number(rig, world, greeting="Welcome to ACME support.")
+    status, got = await call(rig.client, "GET", f"/v1/routing-numbers/{created['id']}")
+    assert status == 200 and got == created
+    body = world.number_body(number=created["number"], name="Renamed", version=created["version"])
+    status, replaced = await call(rig.client, "PUT", f"/v1/routing-numbers/{created['id']}", json=body)
+    assert status == 200 and replaced["name"] == "Renamed" and replaced["version"] == created["version"] + 1
+    status, stale = await call(rig.client, "PUT", f"/v1/routing-numbers/{created['id']}", json=body)
+    assert status == 409 and stale["version"] == replaced["version"]
+    for role in ("responder", "observer"):
+        status, _ = await call(rig.client, "GET", "/v1/routing-numbers", headers=token(uuid.uuid4(), role))
+        assert status == 403
+        status, _ = await call(
+            rig.client, "POST", "/v1/routing-numbers", json=world.number_body(), headers=token(uuid.uuid4(), role)
+        )
+        assert status == 403
+    status, _ = await call(rig.client, "DELETE", f"/v1/routing-numbers/{created['id']}")
+    assert status == 204
+    status, _ = await call(rig.client, "GET", f"/v1/routing-numbers/{created['id']}")
+    assert status == 404
+
+
+async def test_a_phone_number_routes_once(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    first = await routing_number(rig, world)
+    status, body = await call(rig.client, "POST", "/v1/routing-numbers", json=world.number_body(number=first["number"]))
+    assert status == 409 and body["number_id"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"number": "030 1234"}, "number"),
+        ({"language": "xx-XX"}, "language"),
+        ({"name": ""}, "name"),
+        ({"options": []}, "options"),
+        ({"options": [{"digit": "12", "name": "A", "policy_id": str(uuid.uuid4())}]}, "options.0.digit"),
+        ({"options": [{"digit": "1", "name": "A", "policy_id": str(uuid.uuid4())}]}, "options.0.policy_id"),
+        ({"only_greeting": True}, "greeting"),
+        ({"support_hours_id": str(uuid.uuid4())}, "support_hours_id"),
+        ({"outside_hours": "options"}, "outside_hours"),
+        ({"voicemail_only": True, "voicemail": False}, "voicemail"),
+        ({"hold_music_url": "ftp://x"}, "hold_music_url"),
+        ({"greeting": "x" * 1001}, "greeting"),
+    ],
+)
+async def test_bad_routing_numbers_name_the_field(
+    rig: Rig, callrouter_pool: asyncpg.Pool, change: dict[str, Any], field: str
+) -> None:
+    world = await World.build(callrouter_pool)
+    status, body = await call(rig.client, "POST", "/v1/routing-numbers", json=world.number_body(**change))
+    assert_422(status, body, field)
+
+
+async def test_options_clash_by_digit_or_keyword(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    pid = str(world.policy_id)
+    same_digit = [{"digit": "1", "name": "A", "policy_id": pid}, {"digit": "1", "name": "B", "policy_id": pid}]
+    status, body = await call(rig.client, "POST", "/v1/routing-numbers", json=world.number_body(options=same_digit))
+    assert_422(status, body, "options.1.digit")
+    same_word = [
+        {"digit": "1", "name": "A", "policy_id": pid, "keywords": ["Billing"]},
+        {"digit": "2", "name": "B", "policy_id": pid, "keywords": ["billing!"]},
+    ]
+    status, body = await call(rig.client, "POST", "/v1/routing-numbers", json=world.number_body(options=same_word))
+    assert_422(status, body, "options.1.keywords.0")
+
+
+# --------------------------------------------------------------------------------------------- the call
+async def test_menu_is_built_from_the_options_in_the_numbers_language(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    pid = str(world.policy_id)
+    number = await routing_number(
+        rig,
+        world,
+        language="de-DE",
+        options=[
+            {"digit": "1", "name": "Störungen", "policy_id": pid},
+            {"digit": "2", "name": "Vertrieb", "policy_id": pid},
+        ],
+    )
+    _, menu = await ring(rig, number)
+    gather = menu.find("Gather")
+    assert gather is not None and gather.attrib["input"] == "dtmf speech" and gather.attrib["language"] == "de-DE"
+    assert said(menu) == (
+        "Willkommen bei Emergency Hotline. Für Störungen drücken Sie die 1. Für Vertrieb drücken Sie die 2."
+    )
+
+
+async def test_only_the_custom_greeting_is_read_when_asked(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world, greeting="ACME. Press 1 for anything.", only_greeting=True)
+    _, menu = await ring(rig, number)
+    assert said(menu) == "ACME. Press 1 for anything."
+
+
+async def test_first_declines_second_accepts_by_key(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    sid, held = await choose(rig, number, Digits="1")
+    assert held.find("Enqueue") is not None
+    assert await rig.fire() == 1
+    ((first, _),) = rig.phones.dialed
+    assert first.to == world.phones_of[world.users[0]] and first.from_ == number["number"]
+    prompt = await rig.hook(first.answer_url, CallStatus="in-progress")
+    assert said(prompt).startswith("This is Emergency Hotline. You have a caller on hold. Press any key")
+    declined = await rig.hook(action(prompt, "Gather"), Digits="")  # silence is a decline
+    assert declined.find("Hangup") is not None
+    assert await rig.fire() == 1
+    second = rig.phones.dialed[1][0]
+    assert second.to == world.phones_of[world.users[1]]
+    prompt = await rig.hook(second.answer_url, CallStatus="in-progress")
+    bridged = await rig.hook(action(prompt, "Gather"), Digits="5")
+    queue = bridged.find("Dial/Queue")
+    assert queue is not None and queue.text == held.find("Enqueue").text  # type: ignore[union-attr]
+    # the late status callbacks of both legs change nothing: nobody else is dialed
+    await rig.hook(first.status_url, CallStatus="completed", CallSid=rig.phones.dialed[0][1])
+    await rig.hook(second.status_url, CallStatus="completed", CallSid=rig.phones.dialed[1][1])
+    assert await rig.fire() == 0 and len(rig.phones.dialed) == 2
+    status, page = await call(rig.client, "GET", "/v1/call-alerts", params={"status": "acknowledged"})
+    alert = next(
+        a for a in page["items"] if a["caller"] == "+4917700000001" and a["acknowledged_by"] == str(world.users[1])
+    )
+    status, detail = await call(rig.client, "GET", f"/v1/call-alerts/{alert['id']}")
+    assert status == 200
+    whats = [e["what"] for e in detail["timeline"]]
+    assert whats[:4] == ["incoming", "option", "routing", "dialed"] and "declined" in whats and "accepted" in whats
+    assert detail["connected_user_id"] == str(world.users[1]) and sid
+
+
+async def test_accept_by_saying_continue_and_pick_by_voice(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world)
+    _, held = await choose(rig, number, SpeechResult="Hi, we have an OUTAGE", Confidence="0.9")
+    assert held.find("Enqueue") is not None
+    await rig.fire()
+    leg = rig.phones.dialed[0][0]
+    prompt = await rig.hook(leg.answer_url, CallStatus="in-progress")
+    assert (await rig.hook(action(prompt, "Gather"), SpeechResult="Continue.")).find("Dial/Queue") is not None
+
+
+async def test_an_unknown_choice_repeats_the_menu_then_says_goodbye(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world)
+    sid, menu = await ring(rig, number)
+    for _ in range(2):
+        menu = await rig.hook(action(menu, "Gather"), CallSid=sid, Digits="9")
+        assert said(menu).startswith("Sorry, that was not a valid choice.") and menu.find("Gather") is not None
+    bye = await rig.hook(action(menu, "Gather"), CallSid=sid, SpeechResult="pizza")
+    assert bye.find("Gather") is None and bye.find("Hangup") is not None
+    assert rig.phones.dialed == []
+
+
+async def test_escalation_timeouts_are_ignored_and_everyone_is_tried_once(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=3, rules=[[0], [1, 0]], on_call=2, timeout_minutes=30)
+    number = await routing_number(rig, world)
+    await choose(rig, number, Digits="1")
+    for outcome in ("busy", "no-answer", "failed"):
+        await rig.fire()  # dialed at once, whatever the rule's timeout
+        leg, sid = rig.phones.dialed[-1]
+        await rig.hook(leg.status_url, CallStatus=outcome, CallSid=sid)
+    assert [d.to for d, _ in rig.phones.dialed] == [world.phones_of[u] for u in world.users]
+    assert await rig.fire() == 1  # nobody left: the waiting caller is taken to voicemail
+    ((caller_sid, url),) = rig.phones.redirected
+    voicemail = await rig.hook(url, CallSid=caller_sid)
+    assert voicemail.find("Record") is not None and "leave a message" in said(voicemail)
+
+
+async def test_several_on_one_rule_are_dialed_in_random_order(callrouter_pool: asyncpg.Pool, api_database: str) -> None:
+    world = await World.build(callrouter_pool, n_users=3, rules=[[0, 1, 2]])
+    firsts: Counter[uuid.UUID] = Counter()
+    phones = RecordingPhones()
+    desk = new_desk(phones, seed=11)
+    async with TestClient(TestServer(callrouter_app(callrouter_pool, api_database, desk))) as client:
+        rig = Rig(client, callrouter_pool, phones, runner(callrouter_pool, desk))
+        number = await routing_number(rig, world)
+        for _ in range(60):
+            await choose(rig, number, Digits="1")
+            await rig.fire()
+        by_phone = {p: u for u, p in world.phones_of.items()}
+        firsts.update(by_phone[d.to] for d, _ in phones.dialed)
+    # 60 calls over 3 people: each is first about 20 times; fewer than 8 would be a 1-in-10,000 fluke
+    assert set(firsts) == set(world.users) and min(firsts.values()) >= 8, firsts
+
+
+async def test_nested_schedule_dials_whoever_is_on_call_now(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool, n_users=3, rules=[], on_call=2)
+    number = await routing_number(rig, world)
+    await choose(rig, number, Digits="1")
+    await rig.fire()
+    assert [d.to for d, _ in rig.phones.dialed] == [world.phones_of[world.users[2]]]
+
+
+async def test_caller_hanging_up_cancels_the_ringing_leg_and_dials_nobody_else(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    sid, held = await choose(rig, number, Digits="1")
+    await rig.fire()
+    leg, leg_sid = rig.phones.dialed[0]
+    await rig.hook(leg.status_url, CallStatus="ringing", CallSid=leg_sid)
+    await rig.hook(action(held, "Enqueue"), CallSid=sid, QueueResult="hangup")
+    await rig.hook(f"{BASE}/calls/status", CallSid=sid, CallStatus="completed")  # both, as Twilio sends both
+    await rig.fire()
+    assert rig.phones.hung_up == [leg_sid]
+    await rig.hook(leg.status_url, CallStatus="canceled", CallSid=leg_sid)
+    late = await rig.hook(leg.answer_url, CallStatus="in-progress")
+    assert "no longer waiting" in said(late)
+    await rig.fire()
+    assert len(rig.phones.dialed) == 1
+
+
+async def test_nobody_accepts_voicemail_escalates_rule_by_rule_until_acknowledged(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]], timeout_minutes=5)
+    number = await routing_number(rig, world)
+    sid, _ = await choose(rig, number, Digits="1")
+    for _ in range(2):
+        await rig.fire()
+        leg, leg_sid = rig.phones.dialed[-1]
+        await rig.hook(leg.status_url, CallStatus="no-answer", CallSid=leg_sid)
+    await rig.fire()
+    voicemail = await rig.hook(rig.phones.redirected[0][1], CallSid=sid)
+    thanks = await rig.hook(
+        action(voicemail, "Record"),
+        CallSid=sid,
+        RecordingUrl="https://api.twilio.test/rec/RE1",
+        RecordingDuration="14",
+        RecordingSid="RE1",
+    )
+    assert "message has been recorded" in said(thanks)
+    await rig.fire()
+    alert = await _alert_of_call(rig, sid)
+    assert alert["voicemail_url"] == "https://api.twilio.test/rec/RE1" and alert["escalating"]
+    paged = await _paged(rig.pool, alert["id"])
+    assert paged == [str(world.users[0])]
+    # the next rule is due after the first rule's timeout, not before
+    due = await rig.pool.fetchval(
+        "SELECT due_at FROM callrouter.timers WHERE kind = $1 AND key = $2", ESCALATE, alert["id"]
+    )
+    assert timedelta(minutes=4) < due - datetime.now(UTC) <= timedelta(minutes=5)
+    await rig.pool.execute("UPDATE callrouter.timers SET due_at = now() WHERE key = $1", alert["id"])
+    await rig.fire()
+    assert await _paged(rig.pool, alert["id"]) == [str(world.users[0]), str(world.users[1])]
+    status, acked = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge", headers=token(world.users[1], "responder")
+    )
+    assert status == 200 and acked["status"] == "acknowledged" and not acked["escalating"]
+    assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.timers WHERE key = $1", alert["id"]) == 0
+
+
+async def test_without_voicemail_the_caller_is_told_and_the_alert_escalates(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=1, rules=[[0]])
+    number = await routing_number(rig, world, voicemail=False)
+    sid, _ = await choose(rig, number, Digits="1")
+    await rig.fire()
+    leg, leg_sid = rig.phones.dialed[0]
+    await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
+    await rig.fire()
+    told = await rig.hook(rig.phones.redirected[0][1], CallSid=sid)
+    assert "No one is available" in said(told) and told.find("Hangup") is not None
+    alert = await _alert_of_call(rig, sid)
+    assert await _paged(rig.pool, alert["id"]) == [str(world.users[0])]
+
+
+async def test_voicemail_only_and_outside_support_hours(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    only = await routing_number(rig, world, voicemail_only=True)
+    _, twiml = await ring(rig, only)
+    assert twiml.find("Record") is not None and twiml.find("Gather") is None
+    now = datetime.now(UTC).astimezone()
+    never = await world.support_hours([WeeklyWindow(days=["mon"], start="00:00", end="00:01")])
+    closed = await routing_number(rig, world, support_hours_id=str(never))
+    _, twiml = await ring(rig, closed)
+    assert twiml.find("Record") is not None
+    always = await world.support_hours(
+        [WeeklyWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="00:00")]
+    )
+    open_ = await routing_number(rig, world, support_hours_id=str(always))
+    _, twiml = await ring(rig, open_)
+    assert twiml.find("Gather") is not None
+    pid = str(world.policy_id)
+    other = await routing_number(
+        rig,
+        world,
+        support_hours_id=str(never),
+        outside_hours="options",
+        outside_options=[
+            {"digit": "7", "name": "Night desk", "policy_id": pid},
+        ],
+    )
+    _, twiml = await ring(rig, other)
+    assert "Night desk, press 7" in said(twiml) and now
+
+
+async def test_unknown_and_garbage_webhooks_get_safe_twiml(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    twiml = await rig.hook(f"{BASE}/calls/incoming", CallSid="CAunknown", From="x", To=random_number())
+    assert "not in service" in said(twiml) and twiml.find("Hangup") is not None
+    for path in (
+        f"/calls/{uuid.uuid4()}/choice",
+        "/calls/not-a-uuid/choice",
+        f"/legs/{uuid.uuid4()}/answer",
+        f"/legs/{uuid.uuid4()}/input",
+        f"/calls/{uuid.uuid4()}/recorded",
+    ):
+        twiml = await rig.hook(
+            BASE + path,
+            CallSid="CA1",
+            Digits="\x00\xff" * 40,
+            SpeechResult="💥" * 1000,
+            RecordingUrl="javascript:alert(1)",
+            RecordingDuration="-5",
+        )
+        assert twiml.tag == "Response"
+    await rig.hook(f"{BASE}/calls/status", CallSid="CAnever", CallStatus="completed")
+    await rig.hook(f"{BASE}/legs/{uuid.uuid4()}/status", CallSid="CAnever", CallStatus="completed")
+
+
+async def test_a_forged_or_unsigned_webhook_is_refused(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world)
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "From": "+4917700000001", "To": number["number"]}
+    status, _ = await webhook(rig.client, f"{BASE}/calls/incoming", params, signed=False)
+    assert status == 403
+    async with rig.client.post(
+        "/webhooks/twilio/calls/incoming", data=params, headers={"X-Twilio-Signature": "Zm9yZ2Vk"}
+    ) as resp:
+        assert resp.status == 403
+    async with rig.client.post("/webhooks/twilio/calls/incoming", json=params) as resp:
+        assert resp.status == 403
+    assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.calls WHERE call_sid = $1", params["CallSid"]) == 0
+
+
+async def test_duplicate_webhooks_change_nothing(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    sid, menu = await ring(rig, number)
+    again = await rig.hook(f"{BASE}/calls/incoming", CallSid=sid, From="+4917700000001", To=number["number"])
+    assert ElementTree.tostring(again) == ElementTree.tostring(menu)
+    held = await rig.hook(action(menu, "Gather"), CallSid=sid, Digits="1")
+    held_again = await rig.hook(action(menu, "Gather"), CallSid=sid, Digits="1")
+    assert ElementTree.tostring(held) == ElementTree.tostring(held_again)
+    await rig.fire()
+    leg, leg_sid = rig.phones.dialed[0]
+    for _ in range(2):
+        await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
+    await rig.fire()
+    assert len(rig.phones.dialed) == 2
+    assert (
+        await rig.pool.fetchval(
+            "SELECT count(*) FROM callrouter.alerts a JOIN callrouter.calls c USING (call_id) WHERE c.call_sid = $1",
+            sid,
+        )
+        == 1
+    )
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+async def test_alerts_are_seen_by_their_policys_people_and_admins(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0]], on_call=1)
+    number = await routing_number(rig, world, voicemail_only=True)
+    sid, _ = await ring(rig, number)
+    alert = await _alert_of_call(rig, sid)
+    for member in world.users:
+        status, _ = await call(rig.client, "GET", f"/v1/call-alerts/{alert['id']}", headers=token(member, "responder"))
+        assert status == 200
+    stranger = token(uuid.uuid4(), "responder")
+    status, _ = await call(rig.client, "GET", f"/v1/call-alerts/{alert['id']}", headers=stranger)
+    assert status == 404
+    status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge", headers=stranger)
+    assert status == 404
+    status, page = await call(rig.client, "GET", "/v1/call-alerts", headers=stranger)
+    assert status == 200 and all(a["id"] != alert["id"] for a in page["items"])
+    status, _ = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge", headers=token(world.users[0], "observer")
+    )
+    assert status == 403
+    status, resolved = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert['id']}/resolve", headers=token(world.users[0], "responder")
+    )
+    assert status == 200 and resolved["status"] == "resolved"
+    status, body = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge")
+    assert status == 409 and body["state"] == "resolved"
+
+
+async def test_alert_list_pages_and_filters(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world, voicemail_only=True)
+    for _ in range(5):
+        await ring(rig, number)
+    viewer = token(world.users[0], "responder")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", "status": "open"} | ({"cursor": cursor} if cursor else {})
+        status, page = await call(rig.client, "GET", "/v1/call-alerts", params=params, headers=viewer)
+        assert status == 200
+        seen += [a["id"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) >= 5
+    status, body = await call(rig.client, "GET", "/v1/call-alerts", params={"cursor": "garbage"})
+    assert_422(status, body, "cursor")
+    status, body = await call(rig.client, "GET", "/v1/call-alerts", params={"status": "open,bogus"})
+    assert_422(status, body, "status")
+
+
+async def test_callback_bridge_after_an_acknowledged_voicemail(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world, voicemail_only=True)
+    sid, voicemail = await ring(rig, number)
+    await rig.hook(
+        action(voicemail, "Record"), CallSid=sid, RecordingUrl="https://api.twilio.test/rec/RE2", RecordingDuration="9"
+    )
+    alert = await _alert_of_call(rig, sid)
+    me = token(world.users[0], "responder")
+    status, body = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/callback", headers=me)
+    assert status == 409 and body["state"] == "open"  # not acknowledged yet
+    await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge", headers=me)
+    status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/callback", headers=me)
+    assert status == 202
+    status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/callback", headers=me)
+    assert status == 409  # one at a time
+    await rig.fire()
+    leg, leg_sid = rig.phones.dialed[-1]
+    assert leg.to == world.phones_of[world.users[0]] and leg.from_ == number["number"]
+    bridge = await rig.hook(leg.answer_url, CallStatus="in-progress", CallSid=leg_sid)
+    dialed = bridge.find("Dial/Number")
+    assert dialed is not None and dialed.text == "+4917700000001"
+    assert bridge.find("Dial").attrib["callerId"] == number["number"]  # type: ignore[union-attr]
+    await rig.hook(action(bridge, "Dial"), DialCallStatus="completed", DialCallDuration="42")
+    await rig.hook(leg.status_url, CallStatus="completed", CallSid=leg_sid)
+    status, detail = await call(rig.client, "GET", f"/v1/call-alerts/{alert['id']}", headers=me)
+    whats = [e["what"] for e in detail["timeline"]]
+    expected = ["callback requested", "dialed", "callback answered", "callback ended", "completed"]
+    assert whats[-5:] == expected, whats
+
+
+async def _alert_of_call(rig: Rig, call_sid: str) -> dict[str, Any]:
+    alert_id = await rig.pool.fetchval(
+        "SELECT a.alert_id FROM callrouter.alerts a JOIN callrouter.calls c USING (call_id) WHERE c.call_sid = $1",
+        call_sid,
+    )
+    assert alert_id is not None
+    status, alert = await call(rig.client, "GET", f"/v1/call-alerts/{alert_id}", headers=ADMIN)
+    assert status == 200
+    return alert  # type: ignore[no-any-return]
+
+
+async def _paged(pool: asyncpg.Pool, alert_id: str) -> list[str]:
+    """Who the alert's escalation paged so far (SendNotification commands in the outbox, in order)."""
+    rows = await pool.fetch("SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox ORDER BY id")
+    commands = [json.loads(r["p"]) for r in rows]
+    return [c["user_id"] for c in commands if c.get("data", {}).get("alert_id") == alert_id]
