@@ -411,8 +411,8 @@ async def test_unknown_and_garbage_webhooks_get_safe_twiml(rig: Rig, callrouter_
     for path in (
         f"/calls/{uuid.uuid4()}/choice",
         "/calls/not-a-uuid/choice",
-        f"/legs/{uuid.uuid4()}/answer",
-        f"/legs/{uuid.uuid4()}/input",
+        f"/calls/legs/{uuid.uuid4()}/answer",
+        f"/calls/legs/{uuid.uuid4()}/input",
         f"/calls/{uuid.uuid4()}/recorded",
     ):
         twiml = await rig.hook(
@@ -425,7 +425,7 @@ async def test_unknown_and_garbage_webhooks_get_safe_twiml(rig: Rig, callrouter_
         )
         assert twiml.tag == "Response"
     await rig.hook(f"{BASE}/calls/status", CallSid="CAnever", CallStatus="completed")
-    await rig.hook(f"{BASE}/legs/{uuid.uuid4()}/status", CallSid="CAnever", CallStatus="completed")
+    await rig.hook(f"{BASE}/calls/legs/{uuid.uuid4()}/status", CallSid="CAnever", CallStatus="completed")
 
 
 async def test_a_forged_or_unsigned_webhook_is_refused(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:

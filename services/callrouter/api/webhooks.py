@@ -259,13 +259,13 @@ async def _on_leg(call: Call[None, None], action) -> web.Response:  # type: igno
     return _xml(answer if answer is not None else Nothing(), desk)
 
 
-@webhook("/legs/{leg_id}/answer", "Twilio: a dialed responder picked up")
+@webhook("/calls/legs/{leg_id}/answer", "Twilio: a dialed responder picked up")
 async def responder_answered(call: Call[None, None]) -> web.Response:
     """They hear the routing number's name and accept with any key or by saying "continue"."""
     return await _on_leg(call, lambda form, desk, lid: calls.responder_answered(call.app[POOL], lid, utcnow()))
 
 
-@webhook("/legs/{leg_id}/input", "Twilio: the responder's key or words")
+@webhook("/calls/legs/{leg_id}/input", "Twilio: the responder's key or words")
 async def responder_input(call: Call[None, None]) -> web.Response:
     """Any key or "continue" connects them to the caller; anything else dials the next responder at once."""
     return await _on_leg(
@@ -274,7 +274,7 @@ async def responder_input(call: Call[None, None]) -> web.Response:
     )
 
 
-@webhook("/legs/{leg_id}/status", "Twilio: a responder's leg changed status")
+@webhook("/calls/legs/{leg_id}/status", "Twilio: a responder's leg changed status")
 async def leg_status(call: Call[None, None]) -> web.Response:
     """Busy, no-answer, failed, canceled or hung up without accepting: the next responder is dialed at once."""
     return await _on_leg(
@@ -285,12 +285,12 @@ async def leg_status(call: Call[None, None]) -> web.Response:
     )
 
 
-@webhook("/legs/{leg_id}/callback", "Twilio: the responder asking for a callback picked up")
+@webhook("/calls/legs/{leg_id}/callback", "Twilio: the responder asking for a callback picked up")
 async def callback_answered(call: Call[None, None]) -> web.Response:
     return await _on_leg(call, lambda form, desk, lid: calls.callback_answered(call.app[POOL], lid, utcnow()))
 
 
-@webhook("/legs/{leg_id}/callback-done", "Twilio: the bridged caller leg of a callback ended")
+@webhook("/calls/legs/{leg_id}/callback-done", "Twilio: the bridged caller leg of a callback ended")
 async def callback_done(call: Call[None, None]) -> web.Response:
     return await _on_leg(
         call,

@@ -62,7 +62,7 @@ class Urls:
         return f"{self.base}/calls/{call_id}/{what}"
 
     def leg(self, leg_id: UUID, what: str) -> str:
-        return f"{self.base}/legs/{leg_id}/{what}"
+        return f"{self.base}/calls/legs/{leg_id}/{what}"
 
 
 @dataclass(frozen=True)
