@@ -349,16 +349,23 @@ def push_provider_env(apns_state_dir: Path, fcm_state_dir: Path, fcm_url: str) -
     }
 
 
-def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
-    """notifier's provider settings pointing at the fakes (PUBLIC_WEBHOOK_URL is added with notifier's port)."""
+def telephony_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
+    """Twilio settings pointing at the telephony simulator (notifier's voice messages, callrouter's calls)."""
     from tools.fakes.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 
     return {
-        **push_provider_env(fakes["fake-apns"].state_dir, fakes["fake-fcm"].state_dir, fakes["fake-fcm"].url),
         "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
-        "TWILIO_FROM_NUMBER": TWILIO_FROM_NUMBER,
         "TWILIO_API_URL": fakes["fake-twilio"].url,
+    }
+
+
+def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
+    """notifier's provider settings pointing at the fakes (PUBLIC_WEBHOOK_URL is added with notifier's port)."""
+    return {
+        **push_provider_env(fakes["fake-apns"].state_dir, fakes["fake-fcm"].state_dir, fakes["fake-fcm"].url),
+        **telephony_env(fakes),
+        "TWILIO_FROM_NUMBER": TWILIO_FROM_NUMBER,
     }
 
 
@@ -405,7 +412,8 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     # Twilio calls the gateway's webhook origin; the services believe its X-Forwarded-* headers.
     edge_ports = gateway.ports(run_dir)
     env["TRUSTED_PROXIES"] = gateway.TRUSTED_PROXIES
-    extra = {"notifier": {**notifier_provider_env(fakes), "PUBLIC_WEBHOOK_URL": gateway.public_webhook_url(run_dir)}}
+    hooks = {"PUBLIC_WEBHOOK_URL": gateway.public_webhook_url(run_dir)}
+    extra = {"notifier": {**notifier_provider_env(fakes), **hooks}, "callrouter": {**telephony_env(fakes), **hooks}}
     procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external", extra)
     edge = gateway.up(run_dir, {name: proc.base_url for name, proc in procs.items()}, edge_ports)
     _run_seed(env, procs, run_dir)

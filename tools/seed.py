@@ -71,6 +71,10 @@ SUPPORT_HOURS = "Berlin office hours"
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 # The seed acts as an admin that is no user of the directory; token subjects must be user ids (UUIDs).
 SEED_ACTOR = "00000000-0000-4000-8000-000000005eed"
+HOTLINE = "+4930555000100"
+HOTLINE_NAME = "Platform Hotline"
+# callrouter learns the policy from schedule's published snapshot: wait this long for it to arrive.
+POLICY_ARRIVAL_S = 60.0
 
 
 async def ensure(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +145,31 @@ async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
     }
 
 
+async def route_calls(callrouter_url: str, secret: str, policy_id: str, hours_id: str) -> dict[str, Any]:
+    """The demo routing number: option 1 (or "outage") dials the demo policy; outside office hours the same
+    option is offered (`make call` works at any hour)."""
+    headers = {"Authorization": "Bearer " + issue_dev_token(secret, SEED_ACTOR, "admin")}
+    option = {"digit": "1", "name": "Platform incidents", "policy_id": policy_id, "keywords": ["outage", "incident"]}
+    body = {"number": HOTLINE, "name": HOTLINE_NAME, "language": "en-US", "options": [option],
+            "support_hours_id": hours_id, "outside_hours": "options", "outside_options": [option]}
+    deadline = asyncio.get_running_loop().time() + POLICY_ARRIVAL_S
+    async with aiohttp.ClientSession(base_url=callrouter_url, headers=headers) as http:
+        while True:
+            async with http.get("/v1/routing-numbers", params={"limit": "500"}) as resp:
+                resp.raise_for_status()
+                found = next((n for n in await resp.json() if n["number"] == HOTLINE), None)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+            async with http.post("/v1/routing-numbers", json=body) as resp:
+                if resp.status == 201:
+                    return await resp.json()  # type: ignore[no-any-return]
+                text = await resp.text()
+                # 422 while callrouter has not yet seen the policy or the support hours published by schedule
+                if resp.status != 422 or asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"creating the routing number: {resp.status} {text}")
+            await asyncio.sleep(0.5)
+
+
 def main() -> int:
     schedule_url = os.environ.get("SCHEDULE_URL", f"http://127.0.0.1:{DEFAULT_PORTS['schedule']}")
     secret = os.environ.get("JWT_SECRET") or ServiceSettings().jwt_secret.get_secret_value()
@@ -150,6 +179,14 @@ def main() -> int:
     except (aiohttp.ClientError, RuntimeError) as exc:
         print(f"seed failed: {exc}", file=sys.stderr)
         return 1
+    callrouter_url = os.environ.get("CALLROUTER_URL")
+    if callrouter_url:
+        try:
+            number = asyncio.run(route_calls(callrouter_url, secret, result["policy_id"], result["support_hours_id"]))
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            print(f"seed failed: {exc}", file=sys.stderr)
+            return 1
+        result["routing_number"] = number["number"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(
