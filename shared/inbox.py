@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -20,6 +21,28 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_id: UUID) -> bool
         event_id,
     )
     return bool(inserted)
+
+
+async def claim_many(conn: asyncpg.Connection, consumer: str, event_ids: Sequence[UUID]) -> list[bool]:
+    """`claim` for a batch in one statement: for each of `event_ids`, in order, True if this is its first
+    occurrence in the batch and `consumer` had not handled it before.
+
+    Call it inside the transaction that applies the batch's effects, as `claim`. The ids are inserted in sorted
+    order, so two transactions claiming overlapping batches lock them in the same order and cannot deadlock.
+    """
+    unique = sorted(set(event_ids))
+    rows = await conn.fetch(
+        """INSERT INTO inbox (consumer, event_id) SELECT $1, e FROM unnest($2::uuid[]) AS e ORDER BY e
+           ON CONFLICT DO NOTHING RETURNING event_id""",
+        consumer,
+        unique,
+    )
+    new = {r["event_id"] for r in rows}
+    fresh = []
+    for event_id in event_ids:
+        fresh.append(event_id in new)
+        new.discard(event_id)
+    return fresh
 
 
 async def purge(conn: asyncpg.Connection | asyncpg.Pool, older_than: timedelta) -> int:

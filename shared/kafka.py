@@ -6,6 +6,14 @@ outage (database or broker unreachable) is retried until it heals, without commi
 nothing is skipped. Offsets are committed only after the handler returned (or the message was parked), and
 a failure to park rewinds to the message (`NACK_ON_ERROR`).
 
+Batch subscribers (`batch_subscriber`, DESIGN §7a) keep the same rules while paying one transaction per
+batch: the handler receives the parsed messages of one fetch (up to `max_records`, each partition's in offset
+order), applies their effects and inbox claims in one transaction, and the offsets are committed after it. A
+record that cannot be parsed is parked on its own before the handler runs and the rest are handled; a
+transient outage retries the whole batch without committing; any other failure of the batch falls back to
+handling its messages one by one under the per-message rules above, so one bad message is retried and parked
+alone while its neighbours take effect.
+
 Headers are read leniently, because a record no consumer can read would otherwise stop its partition for
 every consumer group, for good. aiokafka decodes header keys as strict UTF-8 while it unpacks a fetched
 batch, before faststream or any middleware sees the record: one bad key made `getone()` raise on every
@@ -21,11 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import json
 import struct
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import aiokafka.consumer.fetcher
 import asyncpg
@@ -43,8 +54,8 @@ from aiokafka.record.util import decode_varint
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
-from prometheus_client import Counter
-from pydantic import ValidationError
+from prometheus_client import Counter, Histogram
+from pydantic import TypeAdapter, ValidationError, WrapValidator
 
 from shared.logs import CORRELATION_ID, get_logger
 from shared.settings import ServiceSettings
@@ -53,6 +64,12 @@ from shared.topics import Topic, dead_letter_topic
 log = get_logger(__name__)
 
 CONSUMED = Counter("consumer_messages_total", "Messages handled by consumers", ["topic", "outcome"])
+BATCHES = Counter(
+    "consumer_batches_total", "Batches handled whole, or one by one after the whole failed", ["topic", "how"]
+)
+BATCH_SIZE = Histogram(
+    "consumer_batch_size", "Records per fetched batch", ["topic"], buckets=(1, 5, 20, 50, 100, 250, 500, 1000, 2000)
+)
 
 POISON = (ValidationError, json.JSONDecodeError, UnicodeDecodeError)
 
@@ -80,6 +97,13 @@ class ConsumerPolicy:
     max_attempts: int = 5
     first_backoff_s: float = 0.2
     max_backoff_s: float = 10.0
+
+
+Park = Callable[[Any, BaseException], Awaitable[None]]
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
+
+# Each broker's policy and parking function, for the batch subscribers registered on it later.
+_PLUMBING: weakref.WeakKeyDictionary[KafkaBroker, tuple[ConsumerPolicy, Park]] = weakref.WeakKeyDictionary()
 
 
 def make_broker(settings: ServiceSettings, policy: ConsumerPolicy | None = None) -> KafkaBroker:
@@ -114,6 +138,7 @@ def make_broker(settings: ServiceSettings, policy: ConsumerPolicy | None = None)
         logger=get_logger("faststream"),
     )
     holder["broker"] = broker
+    _PLUMBING[broker] = (policy, park)
     return broker
 
 
@@ -127,6 +152,155 @@ def subscriber_options(settings: ServiceSettings, group: str) -> dict[str, Any]:
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": min(settings.kafka_heartbeat_interval_ms, settings.kafka_session_timeout_ms // 3),
     }
+
+
+def batch_options(settings: ServiceSettings, group: str, max_records: int | None = None) -> dict[str, Any]:
+    """`subscriber_options` for a `batch_subscriber`, with the batch size and how long a fetch waits."""
+    return {
+        **subscriber_options(settings, group),
+        "max_records": max_records or settings.consumer_batch_max_records,
+        "batch_timeout_ms": settings.consumer_batch_timeout_ms,
+    }
+
+
+def batch_subscriber(
+    broker: KafkaBroker, topic: str, message_type: Any, **options: Any
+) -> Callable[[BatchHandler], BatchHandler]:
+    """Register `handler(messages: list[M])` for batches of `topic`, whose records are `message_type` (a
+    message class or a union of them), with `options` from `batch_options` (plus e.g. a `listener`).
+
+    The handler gets the parsed messages of one fetch in order (per partition by offset) and should apply them
+    in one transaction (`shared.inbox.claim_many`, `shared.projection.project_batch`). It may be called again
+    with the same messages (redelivery, a retried outage) and, after a failure of the whole batch, with each
+    message alone. The AsyncAPI document shows the topic's records as the single-message subscriber would.
+    """
+    policy, park = _PLUMBING[broker]
+
+    def register(handler: BatchHandler) -> BatchHandler:
+        runner = _BatchRunner(topic, handler, TypeAdapter(message_type), policy, park)
+
+        async def consume(batch: Any) -> None:
+            await runner(batch.records)
+
+        # What faststream documents: the handler's name, docstring and one record's schema. The records reach
+        # `consume` untouched (`_decode_batch`); each is parsed on its own, so one poison record parks alone.
+        parameter = next(iter(inspect.signature(handler).parameters), "messages")
+        consume.__annotations__ = {parameter: Annotated[message_type, WrapValidator(_pass_raw_batch)], "return": None}
+        consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               annotation=consume.__annotations__[parameter])],
+            return_annotation=None,
+        )
+        consume.__name__ = consume.__qualname__ = handler.__name__
+        consume.__doc__ = handler.__doc__
+        broker.subscriber(topic, batch=True, decoder=_decode_batch, **options)(consume)
+        return handler
+
+    return register
+
+
+@dataclass(frozen=True)
+class _RawBatch:
+    """The records of one fetch as aiokafka returned them (header keys possibly undecodable)."""
+
+    records: tuple[Any, ...]
+
+
+def _pass_raw_batch(value: Any, validate: Callable[[Any], Any]) -> Any:
+    return value if isinstance(value, _RawBatch) else validate(value)
+
+
+async def _decode_batch(message: Any) -> _RawBatch:
+    return _RawBatch(tuple(message.raw_message))
+
+
+class _BatchRunner:
+    def __init__(self, topic: str, handler: BatchHandler, adapter: TypeAdapter[Any], policy: ConsumerPolicy,
+                 park: Park) -> None:
+        self._topic = topic
+        self._handler = handler
+        self._adapter = adapter
+        self._policy = policy
+        self._park = park
+
+    async def __call__(self, records: Sequence[Any]) -> None:
+        BATCH_SIZE.labels(self._topic).observe(len(records))
+        parsed = []
+        for record in records:
+            with _log_context(record):
+                message = await self._parse(record)
+            if message is not None:
+                parsed.append((record, message))
+        if len(parsed) > 1 and await self._whole([m for _, m in parsed]):
+            return
+        for record, message in parsed:
+            with _log_context(record):
+                await _with_retries(functools.partial(self._handler, [message]), record, self._policy, self._park)
+
+    async def _parse(self, record: Any) -> Any:
+        """The record's message, or None after parking a record that is not one."""
+        if unreadable := unreadable_header_keys(record.headers):
+            await _dead_letter(self._park, record, UnreadableHeader(f"header key {unreadable[0]!r} is not UTF-8"),
+                               "unparseable")
+            return None
+        try:
+            return self._adapter.validate_json(record.value or b"")
+        except POISON as exc:
+            await _dead_letter(self._park, record, exc, "unparseable")
+            return None
+
+    async def _whole(self, messages: list[Any]) -> bool:
+        """Handle the batch at once, retrying transient failures; False if the handler failed otherwise."""
+        backoff = self._policy.first_backoff_s
+        with structlog.contextvars.bound_contextvars(topic=self._topic, batch=len(messages)):
+            while True:
+                try:
+                    await self._handler(messages)
+                except TRANSIENT as exc:
+                    log.warning("transient failure on a batch; retrying", error=repr(exc), backoff_s=backoff)
+                    CONSUMED.labels(self._topic, "retried").inc(len(messages))
+                except Exception as exc:
+                    log.warning("batch failed; handling its messages one by one", error=repr(exc))
+                    BATCHES.labels(self._topic, "one_by_one").inc()
+                    return False
+                else:
+                    CONSUMED.labels(self._topic, "ok").inc(len(messages))
+                    BATCHES.labels(self._topic, "whole").inc()
+                    return True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._policy.max_backoff_s)
+
+
+async def _with_retries(attempt: Callable[[], Awaitable[Any]], record: Any, policy: ConsumerPolicy, park: Park) -> Any:
+    """The per-message rules: poison is parked at once; a failing handler is retried with backoff and parked
+    after `max_attempts`; a transient outage is retried until it heals, never counted as an attempt."""
+    failures = 0
+    backoff = policy.first_backoff_s
+    while True:
+        try:
+            result = await attempt()
+        except POISON as exc:
+            return await _dead_letter(park, record, exc, "unparseable")
+        except TRANSIENT as exc:
+            log.warning("transient failure; retrying", error=repr(exc), backoff_s=backoff)
+            CONSUMED.labels(record.topic, "retried").inc()
+        except Exception as exc:
+            failures += 1
+            if failures >= policy.max_attempts:
+                return await _dead_letter(park, record, exc, "failing")
+            log.warning("handler failed; retrying", error=repr(exc), attempt=failures, backoff_s=backoff)
+            CONSUMED.labels(record.topic, "retried").inc()
+        else:
+            CONSUMED.labels(record.topic, "ok").inc()
+            return result
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, policy.max_backoff_s)
+
+
+async def _dead_letter(park: Park, record: Any, exc: BaseException, why: str) -> None:
+    log.error("message parked in dead-letter topic", reason=why, error=repr(exc))
+    await park(record, exc)
+    CONSUMED.labels(record.topic, "dead_lettered").inc()
 
 
 class _Guard(BaseMiddleware):
@@ -147,6 +321,8 @@ class _Guard(BaseMiddleware):
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         self._scoped = True
         record: Any = self.msg  # as fetched: the parser hands the handler a copy with cleaned headers
+        if isinstance(record, tuple):  # a batch: its runner applies these rules to each record
+            return await call_next(msg)
         with _log_context(record):
             if unreadable := unreadable_header_keys(record.headers):
                 error = UnreadableHeader(f"header key {unreadable[0]!r} is not UTF-8")
@@ -161,6 +337,9 @@ class _Guard(BaseMiddleware):
         if self._scoped or not isinstance(exc_val, Exception):
             return False
         record: Any = self.msg
+        if isinstance(record, tuple):  # cannot happen (the batch parser is total); rewound and fetched again
+            log.error("a batch could not be parsed; fetching it again", error=repr(exc_val))
+            return False
         with _log_context(record):
             backoff = self._policy.first_backoff_s
             while True:
@@ -173,32 +352,10 @@ class _Guard(BaseMiddleware):
                     backoff = min(backoff * 2, self._policy.max_backoff_s)
 
     async def _consume(self, call_next: Any, msg: Any, record: Any) -> Any:
-        failures = 0
-        backoff = self._policy.first_backoff_s
-        while True:
-            try:
-                result = await call_next(msg)
-            except POISON as exc:
-                return await self._dead_letter(record, exc, "unparseable")
-            except TRANSIENT as exc:
-                log.warning("transient failure; retrying", error=repr(exc), backoff_s=backoff)
-                CONSUMED.labels(record.topic, "retried").inc()
-            except Exception as exc:
-                failures += 1
-                if failures >= self._policy.max_attempts:
-                    return await self._dead_letter(record, exc, "failing")
-                log.warning("handler failed; retrying", error=repr(exc), attempt=failures, backoff_s=backoff)
-                CONSUMED.labels(record.topic, "retried").inc()
-            else:
-                CONSUMED.labels(record.topic, "ok").inc()
-                return result
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._policy.max_backoff_s)
+        return await _with_retries(lambda: call_next(msg), record, self._policy, self._park)
 
     async def _dead_letter(self, record: Any, exc: BaseException, why: str) -> None:
-        log.error("message parked in dead-letter topic", reason=why, error=repr(exc))
-        await self._park(record, exc)
-        CONSUMED.labels(record.topic, "dead_lettered").inc()
+        await _dead_letter(self._park, record, exc, why)
 
 
 def _log_context(record: Any) -> Any:
@@ -236,8 +393,15 @@ def unreadable_header_keys(headers: RawHeaders | None) -> list[bytes]:
 
 
 async def _parse_leniently(record: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
-    headers = tuple((k, v.encode()) for k, v in text_headers(record.headers))
-    return await parse(dataclasses.replace(record, headers=headers))
+    if isinstance(record, tuple):  # a batch: parsed with clean headers, but its runner gets the records as fetched
+        message = await parse(tuple(_with_text_headers(r) for r in record))
+        message.raw_message = record
+        return message
+    return await parse(_with_text_headers(record))
+
+
+def _with_text_headers(record: Any) -> Any:
+    return dataclasses.replace(record, headers=tuple((k, v.encode()) for k, v in text_headers(record.headers)))
 
 
 # ------------------------------------------------------------------------------------ lenient reading

@@ -3,21 +3,36 @@
 A snapshot carries the entity's whole state and a version; the projection keeps the newest version it
 has seen, so a replay from the start of the topic, a redelivery or an out-of-order older snapshot never
 moves it backwards.
+
+`project_once` applies one snapshot in a transaction of its own; `project_batch` applies a consumed batch in
+one transaction: one inbox statement for every event, then only the newest snapshot of each entity, in one
+statement per table (`upsert_snapshots`). The outcome is the one applying them one by one would leave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
+from pydantic_core import to_json
 
 from shared.db import transaction
-from shared.inbox import claim
+from shared.inbox import claim, claim_many
 from shared.logs import get_logger
 from shared.messages import Message
 
+
+class Snapshot(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
 S = TypeVar("S", bound=Message)
+V = TypeVar("V", bound=Snapshot)
 log = get_logger(__name__)
 
 
@@ -31,6 +46,40 @@ async def project_once(
         changed = await upsert(conn, snapshot)
     log.info("snapshot projected", consumer=consumer, type=snapshot.type, key=snapshot.key, changed=changed)
     return changed
+
+
+async def project_batch(
+    pool: asyncpg.Pool,
+    consumer: str,
+    snapshots: Sequence[S],
+    upsert_many: Callable[[asyncpg.Connection, list[S]], Awaitable[Sequence[Any]]],
+) -> int:
+    """Apply a batch of snapshots in one transaction: those `consumer` has not handled yet, and of those only
+    the newest of each entity (`newest`), with `upsert_many`, which returns the keys it changed; returns how
+    many entities changed."""
+    async with transaction(pool) as conn:
+        fresh = await fresh_events(conn, consumer, snapshots)
+        changed = await upsert_many(conn, newest(fresh)) if fresh else []  # type: ignore[type-var]
+    log.info("snapshots projected", consumer=consumer, received=len(snapshots), new=len(fresh), changed=len(changed))
+    return len(changed)
+
+
+async def fresh_events(conn: asyncpg.Connection, consumer: str, messages: Sequence[S]) -> list[S]:
+    """The messages of a batch `consumer` has not handled yet, each once, in their order; claims them in the
+    inbox (inside the caller's transaction, which applies their effects)."""
+    claimed = await claim_many(conn, consumer, [m.event_id for m in messages])
+    return [m for m, new in zip(messages, claimed, strict=True) if new]
+
+
+def newest(snapshots: Iterable[V]) -> list[V]:
+    """The newest snapshot of each entity (the first of equal versions, as applying them in order keeps it),
+    in the order of the entities' first appearance."""
+    kept: dict[str, V] = {}
+    for snapshot in snapshots:
+        held = kept.get(snapshot.key)
+        if held is None or snapshot.version > held.version:
+            kept[snapshot.key] = snapshot
+    return list(kept.values())
 
 
 async def upsert_snapshot(
@@ -48,3 +97,30 @@ async def upsert_snapshot(
         *(values[c] for c in columns),
     )
     return bool(changed)
+
+
+async def upsert_snapshots(
+    conn: asyncpg.Connection, table: str, key_column: str, rows: Sequence[tuple[int, Mapping[str, Any]]]
+) -> list[Hashable]:
+    """`upsert_snapshot` for many rows (version, row) of distinct keys, all with the same columns, in one
+    statement; returns the keys whose row changed.
+
+    The rows travel as one JSON document read back with the table's own row type (`jsonb_populate_recordset`),
+    so every column type works, arrays included (which `unnest` would flatten). Rows are written in key order:
+    concurrent batches lock them in the same order and cannot deadlock.
+    """
+    if not rows:
+        return []
+    first = rows[0][1]
+    columns = [key_column, "version", *(c for c in first if c not in (key_column, "version"))]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key_column)
+    listed = ", ".join(columns)
+    document = to_json([{**row, "version": version} for version, row in rows]).decode()
+    changed = await conn.fetch(
+        f"""INSERT INTO {table} ({listed})
+            SELECT {listed} FROM jsonb_populate_recordset(NULL::{table}, $1::text::jsonb) ORDER BY {key_column}
+            ON CONFLICT ({key_column}) DO UPDATE SET {updates} WHERE {table}.version < EXCLUDED.version
+            RETURNING {key_column}""",
+        document,
+    )
+    return [r[key_column] for r in changed]

@@ -37,7 +37,7 @@ from shared import cpu, inbox
 from shared.auth import TokenVerifier
 from shared.db import create_pool
 from shared.http import READINESS, Api, build_app
-from shared.kafka import ensure_topics, make_broker, subscriber_options
+from shared.kafka import batch_options, batch_subscriber, ensure_topics, make_broker, subscriber_options
 from shared.logs import configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -107,15 +107,30 @@ class Service:
             raise RuntimeError("service not started")
         return self._pool
 
-    def subscriber(self, topic: Topic, *, group: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    def subscriber(
+        self, topic: Topic, *, group: str | None = None, batch: bool = False, max_records: int | None = None
+    ) -> Callable[[Callable[..., Any]], Any]:
         """Register a handler for `topic` in its own consumer group, `<service>.<topic>` unless `group` is given.
 
         A group per subscription: consumers of different topics sharing one group would rebalance each other
         every time one of them joins.
+
+        With `batch=True` the handler takes a list of messages, up to `max_records` (default
+        `CONSUMER_BATCH_MAX_RECORDS`) of one fetch, and applies them in one transaction: see
+        `shared.kafka.batch_subscriber` for the rules.
         """
         group = group or f"{self.settings.service_name}.{topic.name}"
         membership = _Membership(group)
         self._memberships.append(membership)
+        if batch:
+            message_type = topic.messages[0] if len(topic.messages) == 1 else Union[topic.messages]  # noqa: UP007
+            return batch_subscriber(
+                self.broker,
+                topic.name,
+                message_type,
+                listener=membership,
+                **batch_options(self.settings, group, max_records),
+            )
         sub: Callable[[Callable[..., Any]], Any] = self.broker.subscriber(
             topic.name, listener=membership, **subscriber_options(self.settings, group)
         )

@@ -54,6 +54,10 @@ class ServiceSettings(BaseSettings):
     timer_max_attempts: int = Field(default=5, ge=1)
     timer_concurrency: int = Field(default=2, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
+    # batch subscribers (shared.kafka.batch_subscriber): at most this many records per batch, and how long an
+    # idle consumer waits for records before it looks again
+    consumer_batch_max_records: int = Field(default=500, ge=1)
+    consumer_batch_timeout_ms: int = Field(default=50, ge=1)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
     inbox_retention_days: int = Field(default=14, ge=1)
     # worker processes for CPU-heavy work such as resolving long schedule windows (shared.cpu); 0 runs it on
