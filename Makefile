@@ -20,12 +20,13 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user '$(USER)',)
 TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
 
-.PHONY: help venv up down status logs token phone test lint bench clean
+.PHONY: help venv up down status logs token phone test lint bench clean k8s-check
 
 help:
 	@echo "targets: up [BROKER=tansu|noida] down status logs [NAME=..] token [USER=.. ROLE=..]"
 	@echo "         phone USER=.. (what that user's phones got from the vendor fakes)"
 	@echo "         test [PYTEST_ARGS=..] lint bench venv clean"
+	@echo "         k8s-check (build + validate deploy/k8s offline; also part of make test)"
 
 venv: $(STAMP)
 
@@ -62,6 +63,10 @@ test: $(STAMP)
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# The same code as tests/unit/test_k8s_manifests.py, which `make test` runs.
+k8s-check: $(STAMP)
+	@$(PY) -m tools.gateway.check
 
 lint: $(STAMP)
 	@rc=0; \
