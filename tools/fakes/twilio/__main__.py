@@ -1,0 +1,5 @@
+import sys
+
+from tools.fakes.twilio.cli import main
+
+sys.exit(main())
