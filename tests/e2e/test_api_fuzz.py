@@ -58,6 +58,9 @@ DOMAIN_RULES: dict[str, str] = {
     "GET /v1/coverage-requests/shifts": "`to` must follow `from`",
     "POST /v1/coverage-requests/{request_id}/accept": "chosen shifts must be shifts of the request",
     "PUT /v1/notification-preferences/{user_id}": "no step may appear twice",
+    "GET /v1/call-alerts": "a cursor must be one the service gave out",
+    "POST /v1/routing-numbers": "each option's policy (and the support hours) must be known to callrouter",
+    "PUT /v1/routing-numbers/{number_id}": "each option's policy (and the support hours) must be known to callrouter",
 }
 
 CASES: Counter[str] = Counter()
