@@ -3,12 +3,15 @@
 Timelines are snapshots: each carries a schedule's whole resolved timeline for a horizon and a version, so
 the index keeps only the newest one per schedule and ignores a redelivered or older snapshot.
 
-Every replica of callrouter and coverage holds the timelines of all schedules, so the index is compact:
+Every replica of callrouter and coverage may hold the timelines of all schedules, so the index is compact:
 per schedule one `array('q')` of microseconds since the epoch (horizon bounds, segment starts, segment
-ends) and one `array('I')` of who-and-why codes (an interned user number and a source number), about
-20 bytes a segment where the pydantic objects took about 600. User ids are interned once per index. A
-timeline is decoded straight from the message bytes (`apply_json`) without building the pydantic models.
-Lookups bisect the segment starts: O(log n) in the segments of one timeline.
+ends) and one `array('I')` of who-and-why codes (an interned user number and a source number); refs (the
+override or coverage request behind a segment) only where a segment has one. That is about 28 bytes a
+segment in all, where the pydantic objects took about 1,200 (`bench/schedule_oncall_lookup.py`). User ids
+are interned once per index (or per `UserTable` shared between indexes) and never forgotten: the table grows
+with the people ever on call, not with the timelines. A timeline is decoded straight from the message bytes
+(`apply_json`) without building the pydantic models. Lookups bisect the segment starts: O(log n) in the
+segments of one timeline.
 """
 
 from __future__ import annotations
