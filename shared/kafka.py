@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import inspect
 import json
 import struct
 import weakref
@@ -179,18 +178,12 @@ def batch_subscriber(
     def register(handler: BatchHandler) -> BatchHandler:
         runner = _BatchRunner(topic, handler, TypeAdapter(message_type), policy, park)
 
-        async def consume(batch: Any) -> None:
-            await runner(batch.records)
+        async def consume(messages: Any) -> None:
+            await runner(messages.records)
 
         # What faststream documents: the handler's name, docstring and one record's schema. The records reach
         # `consume` untouched (`_decode_batch`); each is parsed on its own, so one poison record parks alone.
-        parameter = next(iter(inspect.signature(handler).parameters), "messages")
-        consume.__annotations__ = {parameter: Annotated[message_type, WrapValidator(_pass_raw_batch)], "return": None}
-        consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               annotation=consume.__annotations__[parameter])],
-            return_annotation=None,
-        )
+        consume.__annotations__ = {"messages": Annotated[message_type, WrapValidator(_pass_raw_batch)], "return": None}
         consume.__name__ = consume.__qualname__ = handler.__name__
         consume.__doc__ = handler.__doc__
         broker.subscriber(topic, batch=True, decoder=_decode_batch, **options)(consume)

@@ -100,6 +100,37 @@ async def schedule(
     )
 
 
+async def schedule_many(
+    conn: asyncpg.Connection, timers: Sequence[tuple[str, str, datetime, Mapping[str, Any] | None]]
+) -> None:
+    """`schedule` for many (kind, key, due_at, payload) in one statement; of several for one (kind, key) the
+    last counts, as calling `schedule` for each in turn would leave it."""
+    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for kind, key, due_at, payload in timers:
+        if due_at.tzinfo is None or due_at.utcoffset() is None:
+            raise ValueError("due_at must be timezone-aware")
+        if not kind or not key:
+            raise ValueError("a timer needs a kind and a key")
+        last[(kind, key)] = (due_at, json.dumps(dict(payload or {})))
+    if not last:
+        return
+    # In (kind, key) order, so concurrent transactions re-arming the same timers lock them in one order.
+    ordered = sorted(last.items())
+    await conn.execute(
+        """WITH armed AS (
+               INSERT INTO timers (kind, key, due_at, payload)
+               SELECT k, t, d, p::jsonb FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+                    WITH ORDINALITY AS x(k, t, d, p, n) ORDER BY n
+               ON CONFLICT (kind, key) DO UPDATE
+               SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload, attempts = 0, last_error = NULL)
+           SELECT pg_notify(current_schema() || '_timers', '')""",
+        [kind for (kind, _), _ in ordered],
+        [key for (_, key), _ in ordered],
+        [due for _, (due, _) in ordered],
+        [payload for _, (_, payload) in ordered],
+    )
+
+
 async def cancel(conn: asyncpg.Connection, kind: str, key: str) -> bool:
     """Drop the pending timer of (kind, key); False if there was none (never set, fired or cancelled).
 

@@ -1,4 +1,5 @@
-"""Kafka subscribers of the notifier service: parse, then hand to the use case."""
+"""Kafka subscribers of the notifier service: parse, then hand to the use case, a fetched batch at a time (one
+transaction each; see shared.kafka.batch_subscriber)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from shared.topics import NOTIFICATION_COMMANDS, USERS
 
 
 def register(svc: Service, proof_after: timedelta | None = None) -> None:
-    @svc.subscriber(USERS)
-    async def on_user_snapshot(snapshot: UserSnapshot) -> None:
+    @svc.subscriber(USERS, batch=True)
+    async def on_user_snapshot(snapshots: list[UserSnapshot]) -> None:
         """Refresh the recipient directory from schedule's user snapshots."""
-        await service.apply_user_snapshot(svc.pool, snapshot)
+        await service.apply_user_snapshots(svc.pool, snapshots)
 
-    @svc.subscriber(NOTIFICATION_COMMANDS)
-    async def on_send_notification(command: SendNotification) -> None:
+    @svc.subscriber(NOTIFICATION_COMMANDS, batch=True)
+    async def on_send_notification(commands: list[SendNotification]) -> None:
         """Accept a notification command; duplicates have no second effect."""
-        await service.accept_notification(svc.pool, command, proof_after)
+        await service.accept_notifications(svc.pool, commands, proof_after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Hashable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeAlias
 from uuid import UUID
@@ -12,18 +14,24 @@ from services.notifier.domain import Delivery, Device, Preferences, Step
 from services.notifier.providers import Outcome
 from shared.logs import get_logger
 from shared.messages import UserSnapshot
-from shared.projection import upsert_snapshot
+from shared.projection import upsert_snapshot, upsert_snapshots
 
 log = get_logger(__name__)
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
+def _recipient(user: UserSnapshot) -> dict[str, object]:
+    return {"user_id": user.user_id, "name": user.name, "email": user.email, "phone": user.phone,
+            "time_zone": user.time_zone, "language": user.language, "active": user.active}
+
+
 async def upsert_recipient(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
-    return await upsert_snapshot(
-        conn, "recipients", "user_id", user.version,
-        {"user_id": user.user_id, "name": user.name, "email": user.email, "phone": user.phone,
-         "time_zone": user.time_zone, "language": user.language, "active": user.active},
-    )
+    return await upsert_snapshot(conn, "recipients", "user_id", user.version, _recipient(user))
+
+
+async def upsert_recipients(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
+    """`upsert_recipient` for users of distinct ids in one statement; the ids that changed."""
+    return await upsert_snapshots(conn, "recipients", "user_id", [(u.version, _recipient(u)) for u in users])
 
 
 async def get_recipient(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record | None:
@@ -54,6 +62,26 @@ async def insert_delivery(conn: asyncpg.Connection, d: Delivery, command_event_i
         d.kind, d.acknowledgeable, d.steps,
     )
     return bool(inserted)
+
+
+async def insert_deliveries(conn: asyncpg.Connection, planned: Sequence[tuple[Delivery, UUID]]) -> set[UUID]:
+    """`insert_delivery` for many (delivery, command event id) of distinct idempotency keys in one statement;
+    the ids of those inserted (the others' keys exist already)."""
+    rows = await conn.fetch(
+        """INSERT INTO deliveries (id, user_id, idempotency_key, title, body, urgency, data, status, command_event_id,
+                                  kind, acknowledgeable, steps)
+           SELECT i, u, k, t, b, g, d::jsonb, s, e, n, a, c
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::uuid[], $10::text[], $11::bool[], $12::int[])
+                AS x(i, u, k, t, b, g, d, s, e, n, a, c)
+           ORDER BY k
+           ON CONFLICT (idempotency_key) DO NOTHING RETURNING id""",
+        [d.id for d, _ in planned], [d.user_id for d, _ in planned], [d.idempotency_key for d, _ in planned],
+        [d.title for d, _ in planned], [d.body for d, _ in planned], [d.urgency for d, _ in planned],
+        [json.dumps(d.data) for d, _ in planned], [d.status for d, _ in planned], [e for _, e in planned],
+        [d.kind for d, _ in planned], [d.acknowledgeable for d, _ in planned], [d.steps for d, _ in planned],
+    )
+    return {r["id"] for r in rows}
 
 
 async def get_delivery(db: Db, delivery_id: UUID, *, lock: bool = False) -> Delivery | None:
@@ -205,8 +233,19 @@ async def get_preferences(db: Db, user_id: UUID, *, lock: bool = False) -> Prefe
     row = await db.fetchrow(
         "SELECT version, definition FROM preferences WHERE user_id = $1" + (" FOR UPDATE" if lock else ""), user_id
     )
-    if row is None:
-        return None
+    return None if row is None else _preferences(user_id, row)
+
+
+async def preferences_of(db: Db, user_ids: Collection[UUID]) -> dict[UUID, Preferences]:
+    """`get_preferences` of many users in one query: those with stored, readable preferences."""
+    rows = await db.fetch(
+        "SELECT user_id, version, definition FROM preferences WHERE user_id = ANY($1::uuid[])", list(user_ids)
+    )
+    loaded = {r["user_id"]: _preferences(r["user_id"], r) for r in rows}
+    return {user_id: prefs for user_id, prefs in loaded.items() if prefs is not None}
+
+
+def _preferences(user_id: UUID, row: asyncpg.Record) -> Preferences | None:
     try:
         d = row["definition"]
         return Preferences(_load_steps(d["high"]), _load_steps(d["low"]), row["version"])

@@ -146,11 +146,11 @@ async def test_a_batch_takes_effect_once_in_key_order_and_parks_only_its_bad_rec
     sizes: list[int] = []
     alone: list[int] = []
 
-    async def handler(batch: list[Tick]) -> None:
-        (sizes if len(batch) > 1 else alone).append(len(batch))
-        if any(t.text == "explode" for t in batch):
+    async def handler(ticks: list[Tick]) -> None:
+        (sizes if len(ticks) > 1 else alone).append(len(ticks))
+        if any(t.text == "explode" for t in ticks):
             raise RuntimeError(f"cannot handle tick {doomed.seq} of {doomed.key}")
-        await apply(pool, batch)
+        await apply(pool, ticks)
 
     await consume(handler)
     expected = {t.event_id for t in ticks} - {doomed.event_id}
@@ -178,10 +178,10 @@ async def test_a_database_failure_mid_batch_is_retried_without_loss_or_double(
     await publish(infra.kafka_bootstrap, topic.name, [record(t) for t in ticks])
     killed = {"left": 3}
 
-    async def handler(batch: list[Tick]) -> None:
+    async def handler(ticks: list[Tick]) -> None:
         async with transaction(pool) as conn:
-            await insert_effects(conn, batch)
-            if killed["left"] and len(batch) > 1:
+            await insert_effects(conn, ticks)
+            if killed["left"] and len(ticks) > 1:
                 killed["left"] -= 1
                 # The server ends this session with the batch's writes uncommitted: a real outage, as seen
                 # by the client (a dropped connection), not an exception the test raises itself.
@@ -214,9 +214,9 @@ async def test_a_consumer_stopped_mid_batch_neither_loses_nor_doubles(
     await publish(infra.kafka_bootstrap, topic.name, [record(t) for t in ticks])
     holding = asyncio.Event()
 
-    async def stuck(batch: list[Tick]) -> None:
+    async def stuck(ticks: list[Tick]) -> None:
         async with transaction(pool) as conn:
-            await insert_effects(conn, batch)
+            await insert_effects(conn, ticks)
             if stops == "inside its transaction":
                 holding.set()
                 await asyncio.sleep(3600)
@@ -229,9 +229,9 @@ async def test_a_consumer_stopped_mid_batch_neither_loses_nor_doubles(
     await first.stop()
     redelivered: list[int] = []
 
-    async def healthy(batch: list[Tick]) -> None:
-        fresh = await apply(pool, batch)
-        redelivered.append(len(batch) - len(fresh))
+    async def healthy(ticks: list[Tick]) -> None:
+        fresh = await apply(pool, ticks)
+        redelivered.append(len(ticks) - len(fresh))
 
     await consume(healthy)
     await eventually(

@@ -11,8 +11,10 @@ have no such id; a call repeated after a crash is possible and is the price of n
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -31,7 +33,6 @@ from shared import timers
 from shared.auth import Principal
 from shared.db import transaction
 from shared.errors import NotFound, found
-from shared.inbox import claim
 from shared.logs import get_logger
 from shared.messages import (
     Message,
@@ -42,7 +43,7 @@ from shared.messages import (
     UserSnapshot,
 )
 from shared.outbox import enqueue, enqueue_all
-from shared.projection import project_once
+from shared.projection import fresh_events, project_batch, project_once
 
 log = get_logger(__name__)
 
@@ -73,6 +74,11 @@ async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> boo
     return await project_once(pool, USERS_CONSUMER, snapshot, store.upsert_recipient)
 
 
+async def apply_user_snapshots(pool: asyncpg.Pool, snapshots: Sequence[UserSnapshot]) -> int:
+    """`apply_user_snapshot` for a consumed batch, in one transaction; how many recipients changed."""
+    return await project_batch(pool, USERS_CONSUMER, snapshots, store.upsert_recipients)
+
+
 def _step_key(delivery_id: UUID, step: int) -> str:
     return f"{delivery_id}:{step}"
 
@@ -86,31 +92,55 @@ async def accept_notification(
     Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
     has already been told.
     """
+    accepted = await accept_notifications(pool, [command], proof_after)
+    return accepted[0] if accepted else None
+
+
+async def accept_notifications(
+    pool: asyncpg.Pool, commands: Sequence[SendNotification], proof_after: timedelta | None = PROOF_AFTER
+) -> list[Delivery]:
+    """`accept_notification` for a consumed batch in one transaction, with one statement per table: the
+    inbox claims, the users' preferences, the deliveries, their timers and the `NotificationQueued` events.
+
+    Each command is handled as it would be alone and in order: a redelivered event, or a second command with
+    an idempotency key already used (earlier in the batch or before), records nothing. Returns the new
+    deliveries in the commands' order.
+    """
     async with transaction(pool) as conn:
-        if not await claim(conn, COMMANDS_CONSUMER, command.event_id):
-            return None
-        prefs = await store.get_preferences(conn, command.user_id) or DEFAULT_PREFERENCES
-        steps = planned_steps(prefs, command.urgency, command.acknowledgeable)
-        delivery = Delivery(
-            id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
-            body=command.body, urgency=command.urgency, data=dict(command.data), kind=command.kind,
-            acknowledgeable=command.acknowledgeable, steps=len(steps),
-        )
-        if not await store.insert_delivery(conn, delivery, command.event_id):
-            return None
-        for i, step in enumerate(steps):
-            due = command.occurred_at + step.after
-            await timers.schedule(conn, STEP, _step_key(delivery.id, i), due, {"step": i, "channel": step.channel})
-        if proof_after is not None and delivery.critical and delivery.acknowledgeable:
-            await timers.schedule(conn, PROOF, str(delivery.id), command.occurred_at + proof_after)
-        await enqueue(
-            conn,
-            NotificationQueued(
-                delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key
-            ),
-        )
-    log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id), steps=len(steps))
-    return delivery
+        fresh = await fresh_events(conn, COMMANDS_CONSUMER, commands)
+        firsts = list({c.idempotency_key: c for c in reversed(fresh)}.values())[::-1]
+        if not firsts:
+            return []
+        prefs = await store.preferences_of(conn, {c.user_id for c in firsts})
+        planned = []
+        for command in firsts:
+            steps = planned_steps(prefs.get(command.user_id, DEFAULT_PREFERENCES), command.urgency,
+                                  command.acknowledgeable)
+            delivery = Delivery(
+                id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
+                body=command.body, urgency=command.urgency, data=dict(command.data), kind=command.kind,
+                acknowledgeable=command.acknowledgeable, steps=len(steps),
+            )
+            planned.append((command, delivery, steps))
+        inserted = await store.insert_deliveries(conn, [(d, c.event_id) for c, d, _ in planned])
+        accepted = [(c, d, steps) for c, d, steps in planned if d.id in inserted]
+        deadlines: list[tuple[str, str, datetime, Mapping[str, Any] | None]] = []
+        for command, delivery, steps in accepted:
+            due = command.occurred_at
+            deadlines += [
+                (STEP, _step_key(delivery.id, i), due + step.after, {"step": i, "channel": step.channel})
+                for i, step in enumerate(steps)
+            ]
+            if proof_after is not None and delivery.critical and delivery.acknowledgeable:
+                deadlines.append((PROOF, str(delivery.id), command.occurred_at + proof_after, None))
+        await timers.schedule_many(conn, deadlines)
+        await enqueue_all(conn, [
+            NotificationQueued(delivery_id=d.id, user_id=d.user_id, idempotency_key=d.idempotency_key)
+            for _, d, _ in accepted
+        ])
+    for _, delivery, steps in accepted:
+        log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id), steps=len(steps))
+    return [d for _, d, _ in accepted]
 
 
 async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Channels, now: datetime) -> None:
