@@ -29,7 +29,7 @@ simulated second: 1 by default on the command line, 0.01 for `FakeTwilio.running
 docs/telephony-simulator.md has the test API, the scripting format, and what is not emulated.
 """
 
-from tools.fakes.twilio.engine import AppError, Simulator
+from tools.fakes.twilio.engine import APPLICATION_ERROR, AppError, Simulator
 from tools.fakes.twilio.helper import TEST_TIME_SCALE, FakeTwilio, SimClient, SimTimeout
 from tools.fakes.twilio.rest import MAX_TWIML_CHARS, PROGRAMMABLE_FAILURES
 from tools.fakes.twilio.state import (
@@ -52,6 +52,7 @@ PlacedCall = Call
 
 __all__ = [
     "API_VERSION",
+    "APPLICATION_ERROR",
     "DEV_ACCOUNT_SID",
     "DEV_AUTH_TOKEN",
     "MAX_TWIML_CHARS",

@@ -19,6 +19,8 @@ from tools.fakes.twilio.testapi import configure_number, number_form
 
 DEFAULT_CALLER = "+15005550100"
 POLL_S = 0.2
+# Once every leg has ended, polls to wait for a leg the application may still place or cancel.
+QUIET_POLLS = 3
 
 
 def number_and(value: str, what: str) -> tuple[str, str]:
@@ -85,14 +87,14 @@ def running_simulator() -> str | None:
     return record.inspect_url
 
 
-def describe(event: dict[str, Any], roles: dict[str, str]) -> str:
+def describe(event: dict[str, Any], calls: dict[str, dict[str, str]]) -> str:
     kind, text = event["kind"], event["text"]
     if kind == "heard":
         extra = f" ({event['language']})" if event.get("language") not in (None, "en-US") else ""
         text = f'hears "{text}"{extra}'
     elif kind == "played":
         text = f"hears {text}"
-    who = f"{roles.get(event['call_sid'], 'callee')} {event['party']}"
+    who = f"{calls.get(event['call_sid'], {}).get('role', 'callee')} {event['party']}"
     return f"{event['sim_t']:8.1f}s  {who:<24} {text}"
 
 
@@ -100,6 +102,7 @@ async def place_call(args: argparse.Namespace) -> int:
     caller = Party(
         steps=tuple(args.steps or ()),
         hang_up_after_s=args.hang_up_after,
+        talk_s=args.talk,
         voicemail_s=args.voicemail,
         hang_up_after_voicemail=args.hang_up_after_voicemail,
     )
@@ -117,25 +120,27 @@ async def place_call(args: argparse.Namespace) -> int:
         sid = placed["sid"]
         scale = (await sim.info())["time_scale"]
         print(f"calling {args.to} from {args.from_} (call {sid}; simulated seconds, time scale {scale:g})")
-        shown = 0
+        # Every leg since this call's: the legs the application places through the REST API are calls of their
+        # own, part of this call's conversation only once they are bridged with it.
+        after, quiet = 0, 0
         deadline = asyncio.get_running_loop().time() + args.timeout
-        while True:
-            view = await sim.conversation(sid)
-            roles = {c["sid"]: c["role"] for c in view["calls"]}
-            for event in view["events"][shown:]:
-                failed = event.get("error") or (event.get("status") or 0) >= 400
+        while quiet < QUIET_POLLS:
+            page = await sim.events(after, since_call=sid)
+            for event in page["events"]:
+                failed = event.get("error") or (event.get("http_status") or 0) >= 400
                 if event["kind"] != "webhook" or args.verbose or failed:
-                    print(describe(event, roles), flush=True)
-            shown = len(view["events"])
-            if view["ended"]:
-                break
+                    print(describe(event, page["calls"]), flush=True)
+            after = page["last"]
+            quiet = quiet + 1 if page["ended"] else 0
             if asyncio.get_running_loop().time() > deadline:
                 print(f"error: the call still runs after {args.timeout:g} s", file=sys.stderr)
                 return 1
             await asyncio.sleep(POLL_S)
-        connected = [c for c in view["calls"] if c["connected"]]
-        legs = ", ".join(f"{c['party']} {c['status']}" for c in view["calls"])
-        print(f"\nended: {legs}" + ("" if connected else "; nobody was connected"))
+        view = await sim.conversation(sid)
+        legs = ", ".join(f"{c['party']} {c['status']}" for c in page["calls"].values())
+        connected = [c["party"] for c in view["calls"] if c["connected"] and c["sid"] != sid]
+        talked = f"the caller talked with {', '.join(connected)}" if connected else "nobody answered"
+        print(f"\nended: {legs}; {talked}")
         if args.json:
             print(json.dumps(view, indent=2))
         return 0
@@ -158,6 +163,8 @@ def call(argv: list[str]) -> int:
     parser.add_argument("--hang-up", dest="steps", action="append_const", const=Step.hang_up(),
                         help="hang up at the next <Gather>")
     parser.add_argument("--hang-up-after", type=float, metavar="S", help="hang up S simulated seconds into the call")
+    parser.add_argument("--talk", type=float, default=30.0, metavar="S",
+                        help="once connected with someone, hang up after S simulated seconds (default 30)")
     parser.add_argument("--voicemail", type=float, metavar="S", help="speak S seconds when a <Record> comes")
     parser.add_argument("--hang-up-after-voicemail", action="store_true")
     parser.add_argument("--responder", action="append", default=[], metavar="NUMBER=SPEC",

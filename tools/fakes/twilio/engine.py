@@ -310,10 +310,10 @@ class Simulator:
         await self.progress(call, "initiated", "initiated")
         if party is not None and party.answer == "failed":
             call.status = "failed"
-            call.note("failed", f"the call to {call.to} failed (the number cannot be reached)")
+            call.note("failed", "the call failed (the number cannot be reached)")
             return False
         call.status = "ringing"
-        call.note("ringing", f"{call.to} rings", timeout_s=call.timeout_s)
+        call.note("ringing", "rings", timeout_s=call.timeout_s)
         await self.progress(call, "ringing")
         timeout = call.timeout_s
         in_time = party is not None and (timeout is None or party.ring_s <= timeout)
@@ -325,19 +325,19 @@ class Simulator:
             return True
         if picks_up:
             call.status = "busy"
-            call.note("declined", f"{call.to} declined the call (busy)")
+            call.note("declined", "declined the call (busy)")
         else:
             call.status = "no-answer"
-            call.note("no-answer", f"{call.to} did not answer within {timeout:g} s")
+            call.note("no-answer", f"did not answer within {timeout:g} s")
         return False
 
     def answer(self, call: Call, by: str) -> None:
         call.status = "in-progress"
         call.start_time = utcnow()
-        call.note("answered", f"{by} answered")
+        call.note("answered", f"{by} answered" if by else "answered")
 
     async def answered(self, call: Call) -> None:
-        self.answer(call, by=call.to)
+        self.answer(call, by="")
         await self.progress(call, "answered", "in-progress")
         self.start_party_clock(call)
 
@@ -495,8 +495,9 @@ class Simulator:
             self.link(a, b, via)
         return bridge
 
-    @staticmethod
-    def link(a: Call, b: Call, via: str) -> None:
+    def link(self, a: Call, b: Call, via: str) -> None:
+        if not a.bridged_with and a.party is not None and a.party.talk_s is not None:
+            self.spawn(self._hang_up_later(a, a.party.talk_s))
         if b.sid not in a.bridged_with:
             a.bridged_with.append(b.sid)
         a.note("bridged", f"connected with {b.far_end}", with_sid=b.sid, with_number=b.far_end, via=via)

@@ -18,7 +18,7 @@ from tools.fakes.twilio.app import create_app
 from tools.fakes.twilio.engine import Simulator
 from tools.fakes.twilio.rest import SIM
 from tools.fakes.twilio.state import Call, FailureStatus, Party, PhoneNumber, Recording, Step, TwilioState, new_sid
-from tools.fakes.twilio.testapi import call_view, configure_number, conversation_view, number_form
+from tools.fakes.twilio.testapi import call_view, configure_number, conversation_view, number_form, timeline_view
 
 T = TypeVar("T")
 # Tests run the simulator 100 times faster than real time: a 20 s ring timeout passes in 0.2 s.
@@ -148,6 +148,11 @@ class FakeTwilio:
         """Every leg connected with `sid` and their merged events, as `GET /_sim/conversations/{sid}` shows it."""
         return conversation_view(self.state, sid)
 
+    def timeline(self, since: str | None = None) -> list[dict[str, Any]]:
+        """Every event of every leg in the order they happened (of the legs created since leg `since`, if given):
+        what REST-created legs did that are no part of a caller's conversation until they are bridged with it."""
+        return list(timeline_view(self.state, 0, self.call(since) if since else None)["events"])
+
     def events(self, sid: str, kind: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.transcript(sid)["events"] if kind is None or e["kind"] == kind]
 
@@ -249,6 +254,12 @@ class SimClient:
 
     async def conversation(self, sid: str, wait: float | None = None) -> dict[str, Any]:
         return dict(await self._json("GET", f"/_sim/conversations/{sid}", **({"wait": wait} if wait else {})))
+
+    async def events(self, after: int = 0, since_call: str | None = None) -> dict[str, Any]:
+        """Events of all legs after number `after` (of the legs created since `since_call`): {"events", "calls",
+        "ended", "last"}."""
+        query: dict[str, Any] = {"after": after} | ({"since_call": since_call} if since_call else {})
+        return dict(await self._json("GET", "/_sim/events", **query))
 
     async def press(self, sid: str, digits: str) -> None:
         await self._json("POST", f"/_sim/calls/{sid}/press", {"digits": digits})

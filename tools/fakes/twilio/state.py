@@ -4,6 +4,7 @@ recordings, and the clock that scales simulated seconds to real ones."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections import deque
@@ -122,14 +123,16 @@ class Party:
     `answer`: what they do when their phone rings (callers always "answer": they placed the call); `ring_s`: how
     long it rings before they answer or decline ("no-answer" lets it ring until the call's timeout); `steps`: their
     input at successive `<Gather>`s, after hearing the prompt (then silence); `hang_up_after_s`: they hang up this long
-    after the call connects; `voicemail_s`: at a `<Record>` they speak this long (None: silence), then press `#` or,
-    with `hang_up_after_voicemail`, hang up.
+    after their call starts (a callee: once they answer); `talk_s`: they hang up this long after being connected with
+    someone; `voicemail_s`: at a `<Record>` they speak this long (None: silence), then press `#` or, with
+    `hang_up_after_voicemail`, hang up.
     """
 
     answer: Answer = "answer"
     ring_s: float = 2.0
     steps: tuple[Step, ...] = ()
     hang_up_after_s: float | None = None
+    talk_s: float | None = None
     voicemail_s: float | None = None
     hang_up_after_voicemail: bool = False
 
@@ -145,6 +148,7 @@ class Party:
             "ring_s": self.ring_s,
             "steps": [step.to_json() for step in self.steps],
             "hang_up_after_s": self.hang_up_after_s,
+            "talk_s": self.talk_s,
             "voicemail_s": self.voicemail_s,
             "hang_up_after_voicemail": self.hang_up_after_voicemail,
         }
@@ -153,7 +157,8 @@ class Party:
     def from_json(cls, raw: Any) -> Party:
         if not isinstance(raw, Mapping):
             raise ValueError("a party is a JSON object")
-        unknown = set(raw) - {"answer", "ring_s", "steps", "hang_up_after_s", "voicemail_s", "hang_up_after_voicemail"}
+        fields = {"answer", "ring_s", "steps", "hang_up_after_s", "talk_s", "voicemail_s", "hang_up_after_voicemail"}
+        unknown = set(raw) - fields
         if unknown:
             raise ValueError(f"unknown party fields: {', '.join(sorted(unknown))}")
         return cls(
@@ -161,6 +166,7 @@ class Party:
             ring_s=float(raw.get("ring_s", 2.0)),
             steps=tuple(Step.from_json(step) for step in raw.get("steps", ())),
             hang_up_after_s=_optional_float(raw.get("hang_up_after_s")),
+            talk_s=_optional_float(raw.get("talk_s")),
             voicemail_s=_optional_float(raw.get("voicemail_s")),
             hang_up_after_voicemail=bool(raw.get("hang_up_after_voicemail", False)),
         )
@@ -182,10 +188,15 @@ def _optional_float(value: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- transcript
 
 
+# Events are numbered in the order they happen, across all calls (`GET /_sim/events?after=N` pages on it).
+EVENT_SEQUENCE = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class Event:
     """One step of a call, as the person on it would tell it."""
 
+    seq: int
     at: datetime
     mono: float
     call_sid: str
@@ -197,6 +208,7 @@ class Event:
     def to_json(self, origin: float, time_scale: float) -> dict[str, Any]:
         elapsed = self.mono - origin
         return {
+            "seq": self.seq,
             "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "t": round(elapsed, 4),
             "sim_t": round(elapsed / time_scale, 2) if time_scale > 0 else None,
@@ -299,7 +311,7 @@ class Call:
 
     # ------------------------------------------------------------------ transcript
     def note(self, kind: str, text: str, **data: Any) -> Event:
-        event = Event(utcnow(), time.monotonic(), self.sid, self.far_end, kind, text, data)
+        event = Event(next(EVENT_SEQUENCE), utcnow(), time.monotonic(), self.sid, self.far_end, kind, text, data)
         self.events.append(event)
         return event
 
@@ -716,6 +728,11 @@ class TwilioState:
         """The configuration incoming calls to `phone_number` follow: its own, else the default, else None."""
         own = next((n for n in self.numbers.values() if n.phone_number == phone_number), None)
         return own or self.default_number
+
+    def timeline(self, after: int = 0, since: Call | None = None) -> list[Event]:
+        """Every event of every leg (created no earlier than `since`) numbered above `after`, in order."""
+        calls = [c for c in self.calls.values() if since is None or c.created >= since.created]
+        return sorted((e for c in calls for e in c.events if e.seq > after), key=lambda e: e.seq)
 
     def conversation(self, sid: str) -> list[Call]:
         """The calls connected with `sid`: its parent and child legs, and every leg it was bridged with (and so on),

@@ -66,8 +66,18 @@ def conversation_view(state: TwilioState, sid: str) -> dict[str, Any]:
     }
 
 
-def number_view(number: PhoneNumber) -> dict[str, Any]:
-    return number.resource()
+def timeline_view(state: TwilioState, after: int = 0, since: Call | None = None) -> dict[str, Any]:
+    """Events of all legs (those created since `since`) after number `after`, the legs' roles, and whether all
+    those legs have ended."""
+    calls = [c for c in state.calls.values() if since is None or c.created >= since.created]
+    events = state.timeline(after, since)
+    origin = since.events[0].mono if since is not None and since.events else (events[0].mono if events else 0.0)
+    return {
+        "events": [e.to_json(origin, state.time_scale) for e in events],
+        "calls": {c.sid: {"party": c.far_end, "role": c.role, "status": c.status} for c in calls},
+        "ended": all(c.finished for c in calls),
+        "last": events[-1].seq if events else after,
+    }
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -243,6 +253,20 @@ async def get_conversation(request: web.Request) -> web.Response:
     return web.json_response(conversation_view(state, call.sid))
 
 
+async def get_events(request: web.Request) -> web.Response:
+    """`GET /_sim/events?after=N&since_call=SID`: what happened on every leg, in order (of the legs created since
+    that call's, when given), after event number N."""
+    state = request.app[STATE]
+    since = state.calls.get(request.query.get("since_call", ""))
+    if "since_call" in request.query and since is None:
+        raise web.HTTPNotFound(text="no such call")
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="after must be an event number") from None
+    return web.json_response(timeline_view(state, after, since))
+
+
 async def party_press(request: web.Request) -> web.Response:
     """`POST /_sim/calls/{sid}/press {"digits"}`: the party presses keys now (taken by the current or next Gather)."""
     call = the_call(request)
@@ -276,8 +300,10 @@ async def reset(request: web.Request) -> web.Response:
     """`POST /_sim/reset`: hang up everything and forget calls, parties, queues, recordings (numbers stay)."""
     state, sim = request.app[STATE], request.app[SIM]
     for call in list(state.calls.values()):
-        if not call.finished:
-            sim.party_hangs_up(call) if call.status == "in-progress" else sim.hang_up_by_api(call, "canceled")
+        if call.status == "in-progress":
+            sim.party_hangs_up(call)
+        elif not call.finished:
+            sim.hang_up_by_api(call, "canceled")
     await asyncio.gather(*(wait_event(c.ended, WEBHOOK_TIMEOUT_S) for c in state.calls.values()))
     state.reset()
     return web.Response(status=204)
@@ -335,6 +361,7 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/_sim/calls/{sid}/say", party_say)
     router.add_post("/_sim/calls/{sid}/hangup", party_hang_up)
     router.add_get("/_sim/conversations/{sid}", get_conversation)
+    router.add_get("/_sim/events", get_events)
     router.add_post("/_sim/reset", reset)
     router.add_get("/_fake/calls", fake_list_calls)
     router.add_post("/_fake/calls/{sid}/press", fake_press)

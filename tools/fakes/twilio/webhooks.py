@@ -91,7 +91,7 @@ async def send(
             url=url,
             method=method,
             params=dict(params),
-            status=answer.status,
+            http_status=answer.status,
             error=answer.error,
         )
     return answer
