@@ -20,11 +20,12 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user '$(USER)',)
 TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
 
-.PHONY: help venv up down status logs token phone test lint bench clean k8s-check
+.PHONY: help venv up down status logs token phone call test lint bench clean k8s-check
 
 help:
 	@echo "targets: up [BROKER=tansu|noida] down status logs [NAME=..] token [USER=.. ROLE=..]"
 	@echo "         phone USER=.. (what that user's phones got from the vendor fakes)"
+	@echo "         call TO=.. [DIGITS=..|SAY=..] [FROM=..] [RESPONDERS='NUMBER=SPEC ..'] [VOICE_URL=..] (a test call)"
 	@echo "         test [PYTEST_ARGS=..] lint bench venv clean"
 	@echo "         k8s-check (build + validate deploy/k8s offline; also part of make test)"
 
@@ -57,6 +58,14 @@ token: $(STAMP)
 phone: $(STAMP)
 	@$(if $(TOKEN_USER),,echo "usage: make phone USER=<user id>" >&2; exit 2;) \
 	$(PY) -m tools.devstack phone $(TOKEN_USER)
+
+# A scripted caller rings TO on the telephony simulator `make up` started (fake-twilio) and the call is printed step
+# by step. DIGITS: keys for successive Gathers ('2 1'); RESPONDERS: 'NUMBER=busy NUMBER=answer:1 ...'.
+call: $(STAMP)
+	@$(if $(TO),,echo "usage: make call TO=<number> [DIGITS=..|SAY=..] [FROM=..] [RESPONDERS='NUMBER=SPEC ..']" >&2; exit 2;) \
+	$(PY) -m tools.fakes.twilio call --to '$(TO)' $(if $(FROM),--from '$(FROM)') \
+		$(foreach d,$(DIGITS),--press '$(d)') $(if $(SAY),--say '$(SAY)') \
+		$(foreach r,$(RESPONDERS),--responder '$(r)') $(if $(VOICE_URL),--voice-url '$(VOICE_URL)')
 
 # pytest's own exit code is the result; 5 (nothing collected) is a failure, never a green run.
 test: $(STAMP)
