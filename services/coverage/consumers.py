@@ -25,20 +25,22 @@ def register(svc: Service) -> None:
         """schedule's answer to an acceptance: the request ends accepted, or obsolete with schedule's reasons."""
         await workflow.on_outcome(svc.pool, answer, utcnow())
 
-    @svc.subscriber(TIMELINES)
-    async def on_timeline(timeline: ScheduleTimeline) -> None:
+    # Snapshot topics come in batches (one transaction each): a replay from the start, or a schedule service
+    # republishing every timeline, is thousands of records.
+    @svc.subscriber(TIMELINES, batch=True)
+    async def on_timeline(timelines: list[ScheduleTimeline]) -> None:
         """Keep the newest timeline of each schedule; pending requests it contradicts become obsolete."""
-        await workflow.on_timeline(svc.pool, timeline, utcnow())
+        await workflow.on_timelines(svc.pool, timelines, utcnow())
 
-    @svc.subscriber(USERS)
-    async def on_user(snapshot: UserSnapshot) -> None:
+    @svc.subscriber(USERS, batch=True)
+    async def on_user(snapshots: list[UserSnapshot]) -> None:
         """Who exists and is active (who may be asked; whose token still works)."""
-        await workflow.on_user(svc.pool, snapshot, utcnow())
+        await workflow.on_users(svc.pool, snapshots, utcnow())
 
-    @svc.subscriber(TEAMS)
-    async def on_team(snapshot: TeamSnapshot) -> None:
+    @svc.subscriber(TEAMS, batch=True)
+    async def on_team(snapshots: list[TeamSnapshot]) -> None:
         """Who shares a team (who may be asked)."""
-        await workflow.on_team(svc.pool, snapshot)
+        await workflow.on_teams(svc.pool, snapshots)
 
     @svc.timer("coverage.expire")
     async def expire(conn: asyncpg.Connection, timer: Timer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from datetime import datetime
 from typing import Literal, TypeAlias
 from uuid import UUID
@@ -12,7 +12,7 @@ import asyncpg
 from services.coverage.domain import CoverageRequest, People, Piece, Recipient, Shift, Status, Transition
 from shared.logs import get_logger
 from shared.messages import ScheduleTimeline, TeamSnapshot, UserSnapshot
-from shared.projection import upsert_snapshot
+from shared.projection import upsert_snapshot, upsert_snapshots
 
 log = get_logger(__name__)
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -22,61 +22,84 @@ Box = Literal["sent", "received", "all"]
 # --- projections of schedule's snapshots ---------------------------------------------------------------------
 
 
+def _user_row(user: UserSnapshot) -> dict[str, object]:
+    return {
+        "user_id": user.user_id,
+        "name": user.name,
+        "role": user.role,
+        "active": user.active,
+        "time_zone": user.time_zone,
+        "language": user.language,
+    }
+
+
 async def upsert_user(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
-    return await upsert_snapshot(
-        conn,
-        "users",
-        "user_id",
-        user.version,
-        {
-            "user_id": user.user_id,
-            "name": user.name,
-            "role": user.role,
-            "active": user.active,
-            "time_zone": user.time_zone,
-            "language": user.language,
-        },
-    )
+    return await upsert_snapshot(conn, "users", "user_id", user.version, _user_row(user))
+
+
+async def upsert_users(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
+    """`upsert_user` for users of distinct ids in one statement; the ids that changed."""
+    return await upsert_snapshots(conn, "users", "user_id", [(u.version, _user_row(u)) for u in users])
+
+
+def _team_row(team: TeamSnapshot) -> dict[str, object]:
+    return {"team_id": team.team_id, "name": team.name, "member_ids": team.member_ids}
 
 
 async def upsert_team(conn: asyncpg.Connection, team: TeamSnapshot) -> bool:
-    return await upsert_snapshot(
-        conn,
-        "teams",
-        "team_id",
-        team.version,
-        {"team_id": team.team_id, "name": team.name, "member_ids": team.member_ids},
-    )
+    return await upsert_snapshot(conn, "teams", "team_id", team.version, _team_row(team))
+
+
+async def upsert_teams(conn: asyncpg.Connection, teams: Sequence[TeamSnapshot]) -> list[Hashable]:
+    """`upsert_team` for teams of distinct ids in one statement; the ids that changed."""
+    return await upsert_snapshots(conn, "teams", "team_id", [(t.version, _team_row(t)) for t in teams])
+
+
+def _timeline_row(timeline: ScheduleTimeline) -> dict[str, object]:
+    return {
+        "schedule_id": timeline.schedule_id,
+        "name": timeline.name,
+        "time_zone": timeline.time_zone,
+        "horizon_start": timeline.horizon_start,
+        "horizon_end": timeline.horizon_end,
+    }
 
 
 async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
     """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
-    changed = await upsert_snapshot(
-        conn,
-        "timelines",
-        "schedule_id",
-        timeline.version,
-        {
-            "schedule_id": timeline.schedule_id,
-            "name": timeline.name,
-            "time_zone": timeline.time_zone,
-            "horizon_start": timeline.horizon_start,
-            "horizon_end": timeline.horizon_end,
-        },
-    )
+    changed = await upsert_snapshot(conn, "timelines", "schedule_id", timeline.version, _timeline_row(timeline))
     if not changed:
         return False
-    await conn.execute("DELETE FROM timeline_shifts WHERE schedule_id = $1", timeline.schedule_id)
+    await _replace_shifts(conn, [timeline])
+    return True
+
+
+async def replace_timelines(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> list[ScheduleTimeline]:
+    """`replace_timeline` for timelines of distinct schedules, one statement per table; those that replaced the
+    old one, in the order given."""
+    changed = set(
+        await upsert_snapshots(conn, "timelines", "schedule_id", [(t.version, _timeline_row(t)) for t in timelines])
+    )
+    replaced = [t for t in timelines if t.schedule_id in changed]
+    if replaced:
+        await _replace_shifts(conn, replaced)
+    return replaced
+
+
+async def _replace_shifts(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> None:
+    await conn.execute(
+        "DELETE FROM timeline_shifts WHERE schedule_id = ANY($1::uuid[])", [t.schedule_id for t in timelines]
+    )
     await conn.copy_records_to_table(
         "timeline_shifts",
         records=[
             (timeline.schedule_id, s.start, s.end, s.user_id, s.source)
+            for timeline in timelines
             for s in timeline.segments
             if s.user_id is not None
         ],
         columns=["schedule_id", "starts_at", "ends_at", "user_id", "source"],
     )
-    return True
 
 
 async def is_deactivated(db: Db, user_id: UUID) -> bool:

@@ -6,6 +6,7 @@ redelivered message or a timer fired twice has one effect and one set of notific
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from shared.messages import (
     TeamSnapshot,
     UserSnapshot,
 )
-from shared.projection import project_once
+from shared.projection import fresh_events, newest, project_batch, project_once
 from shared.timers import Timer
 
 log = get_logger(__name__)
@@ -67,17 +68,28 @@ async def on_timeline(pool: asyncpg.Pool, timeline: ScheduleTimeline, now: datet
             return
         if not await store.replace_timeline(conn, timeline):
             return
-        for request_id in await store.pending_on(conn, timeline.schedule_id):
-            request = await locked(conn, request_id)
-            if request is None or request.status != "pending":
-                continue
-            mine = [s for s in request.shifts if s.schedule_id == timeline.schedule_id]
-            pieces = await store.pieces(
-                conn, timeline.schedule_id, min(s.start for s in mine), max(s.end for s in mine)
-            )
-            lost = lost_shifts(request, timeline.schedule_id, pieces, timeline.horizon_end)
-            if lost:
-                await _make_obsolete(conn, request_id, f"the schedule changed: {'; '.join(lost)}", now)
+        await _check_pending_on(conn, timeline, now)
+
+
+async def on_timelines(pool: asyncpg.Pool, timelines: Sequence[ScheduleTimeline], now: datetime) -> None:
+    """`on_timeline` for a consumed batch in one transaction: the newest timeline of each schedule replaces
+    the held one (one statement per table), then the pending requests on each replaced one are checked."""
+    async with transaction(pool) as conn:
+        fresh = await fresh_events(conn, TIMELINES_CONSUMER, timelines)
+        for timeline in await store.replace_timelines(conn, newest(fresh)):
+            await _check_pending_on(conn, timeline, now)
+
+
+async def _check_pending_on(conn: asyncpg.Connection, timeline: ScheduleTimeline, now: datetime) -> None:
+    for request_id in await store.pending_on(conn, timeline.schedule_id):
+        request = await locked(conn, request_id)
+        if request is None or request.status != "pending":
+            continue
+        mine = [s for s in request.shifts if s.schedule_id == timeline.schedule_id]
+        pieces = await store.pieces(conn, timeline.schedule_id, min(s.start for s in mine), max(s.end for s in mine))
+        lost = lost_shifts(request, timeline.schedule_id, pieces, timeline.horizon_end)
+        if lost:
+            await _make_obsolete(conn, request_id, f"the schedule changed: {'; '.join(lost)}", now)
 
 
 async def _make_obsolete(conn: asyncpg.Connection, request_id: UUID, reason: str, now: datetime) -> None:
@@ -92,21 +104,41 @@ async def on_user(pool: asyncpg.Pool, snapshot: UserSnapshot, now: datetime) -> 
             return
         if not await store.upsert_user(conn, snapshot) or snapshot.active:
             return
-        for request_id in await store.pending_of_user(conn, snapshot.user_id):
-            request = await locked(conn, request_id)
-            if request is None or request.status != "pending":
-                continue
-            if request.requester_id == snapshot.user_id:
-                reason = "the requester was deactivated"
-            elif not await store.active_users(conn, request.undecided):
-                reason = "no recipient who could still answer is active"
-            else:
-                continue
-            await _make_obsolete(conn, request_id, reason, now)
+        await _check_pending_of_deactivated(conn, snapshot.user_id, now)
+
+
+async def on_users(pool: asyncpg.Pool, snapshots: Sequence[UserSnapshot], now: datetime) -> None:
+    """`on_user` for a consumed batch in one transaction: the newest snapshot of each user is kept (one
+    statement), then the pending requests of each user it deactivated are checked."""
+    async with transaction(pool) as conn:
+        fresh = newest(await fresh_events(conn, USERS_CONSUMER, snapshots))
+        changed = set(await store.upsert_users(conn, fresh))
+        for snapshot in fresh:
+            if snapshot.user_id in changed and not snapshot.active:
+                await _check_pending_of_deactivated(conn, snapshot.user_id, now)
+
+
+async def _check_pending_of_deactivated(conn: asyncpg.Connection, user_id: UUID, now: datetime) -> None:
+    for request_id in await store.pending_of_user(conn, user_id):
+        request = await locked(conn, request_id)
+        if request is None or request.status != "pending":
+            continue
+        if request.requester_id == user_id:
+            reason = "the requester was deactivated"
+        elif not await store.active_users(conn, request.undecided):
+            reason = "no recipient who could still answer is active"
+        else:
+            continue
+        await _make_obsolete(conn, request_id, reason, now)
 
 
 async def on_team(pool: asyncpg.Pool, snapshot: TeamSnapshot) -> bool:
     return await project_once(pool, TEAMS_CONSUMER, snapshot, store.upsert_team)
+
+
+async def on_teams(pool: asyncpg.Pool, snapshots: Sequence[TeamSnapshot]) -> int:
+    """`on_team` for a consumed batch in one transaction; how many teams changed."""
+    return await project_batch(pool, TEAMS_CONSUMER, snapshots, store.upsert_teams)
 
 
 async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
