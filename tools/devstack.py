@@ -388,6 +388,12 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
     )
     if done.returncode != 0:
         raise ProcessError(f"services.schedule.republish failed (exit {done.returncode})")
+    # The routing number needs the policy in callrouter's projection: after the snapshots went out.
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.seed", "calls"], env=seed_env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        raise ProcessError(f"tools.seed calls failed (exit {done.returncode})")
 
 
 def _seeded(run_dir: Path) -> dict[str, str]:

@@ -115,26 +115,54 @@ async def seed(schedule_url: str, secret: str) -> dict[str, Any]:
                 team = await resp.json()
         admin, rita, sam, priya = (u["id"] for u in users[:4])
         # weekly follow-the-week rotation in Berlin; on weekdays 09-17 Rita's office layer sits on top
-        schedule = await ensure(http, "/v1/schedules", {
-            "name": SCHEDULE, "time_zone": "Europe/Berlin", "team_id": team["id"],
-            "layers": [
-                {"name": "Weekly", "users": [rita, sam, priya], "length": 1, "unit": "weeks",
-                 "handoff": "2026-01-05T09:00:00"},
-                {"name": "Office hours", "users": [rita], "length": 1, "unit": "weeks",
-                 "handoff": "2026-01-05T00:00:00",
-                 "restrictions": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}]},
-            ],
-        })
-        policy = await ensure(http, "/v1/policies", {
-            "name": POLICY, "repeat": 1,
-            "rules": [{"timeout_minutes": 5, "schedule_ids": [schedule["id"]]},
-                      {"timeout_minutes": 10, "user_ids": [admin]}],
-        })
-        hours = await ensure(http, "/v1/support-hours", {
-            "name": SUPPORT_HOURS, "time_zone": "Europe/Berlin",
-            "windows": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}],
-            "holidays": ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"],
-        })
+        schedule = await ensure(
+            http,
+            "/v1/schedules",
+            {
+                "name": SCHEDULE,
+                "time_zone": "Europe/Berlin",
+                "team_id": team["id"],
+                "layers": [
+                    {
+                        "name": "Weekly",
+                        "users": [rita, sam, priya],
+                        "length": 1,
+                        "unit": "weeks",
+                        "handoff": "2026-01-05T09:00:00",
+                    },
+                    {
+                        "name": "Office hours",
+                        "users": [rita],
+                        "length": 1,
+                        "unit": "weeks",
+                        "handoff": "2026-01-05T00:00:00",
+                        "restrictions": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}],
+                    },
+                ],
+            },
+        )
+        policy = await ensure(
+            http,
+            "/v1/policies",
+            {
+                "name": POLICY,
+                "repeat": 1,
+                "rules": [
+                    {"timeout_minutes": 5, "schedule_ids": [schedule["id"]]},
+                    {"timeout_minutes": 10, "user_ids": [admin]},
+                ],
+            },
+        )
+        hours = await ensure(
+            http,
+            "/v1/support-hours",
+            {
+                "name": SUPPORT_HOURS,
+                "time_zone": "Europe/Berlin",
+                "windows": [{"days": WEEKDAYS, "start": "09:00", "end": "17:00"}],
+                "holidays": ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"],
+            },
+        )
     return {
         "admin_user_id": users[0]["id"],
         "users": {u["email"]: {"id": u["id"], "role": u["role"], "name": u["name"]} for u in users},
@@ -150,8 +178,15 @@ async def route_calls(callrouter_url: str, secret: str, policy_id: str, hours_id
     option is offered (`make call` works at any hour)."""
     headers = {"Authorization": "Bearer " + issue_dev_token(secret, SEED_ACTOR, "admin")}
     option = {"digit": "1", "name": "Platform incidents", "policy_id": policy_id, "keywords": ["outage", "incident"]}
-    body = {"number": HOTLINE, "name": HOTLINE_NAME, "language": "en-US", "options": [option],
-            "support_hours_id": hours_id, "outside_hours": "options", "outside_options": [option]}
+    body = {
+        "number": HOTLINE,
+        "name": HOTLINE_NAME,
+        "language": "en-US",
+        "options": [option],
+        "support_hours_id": hours_id,
+        "outside_hours": "options",
+        "outside_options": [option],
+    }
     deadline = asyncio.get_running_loop().time() + POLICY_ARRIVAL_S
     async with aiohttp.ClientSession(base_url=callrouter_url, headers=headers) as http:
         while True:
@@ -170,29 +205,40 @@ async def route_calls(callrouter_url: str, secret: str, policy_id: str, hours_id
             await asyncio.sleep(0.5)
 
 
-def main() -> int:
-    schedule_url = os.environ.get("SCHEDULE_URL", f"http://127.0.0.1:{DEFAULT_PORTS['schedule']}")
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.seed`: the directory (users, team, schedule, policy, support hours) through schedule's API;
+    `python -m tools.seed calls`: the demo routing number through callrouter's (once schedule's data reached it)."""
+    args = sys.argv[1:] if argv is None else argv
     secret = os.environ.get("JWT_SECRET") or ServiceSettings().jwt_secret.get_secret_value()
     out = Path(os.environ.get("ONCALL_RUN_DIR", ".run")) / "seed.json"
+    if args[:1] == ["calls"]:
+        return seed_calls(out, secret)
+    schedule_url = os.environ.get("SCHEDULE_URL", f"http://127.0.0.1:{DEFAULT_PORTS['schedule']}")
     try:
         result = asyncio.run(seed(schedule_url, secret))
     except (aiohttp.ClientError, RuntimeError) as exc:
         print(f"seed failed: {exc}", file=sys.stderr)
         return 1
-    callrouter_url = os.environ.get("CALLROUTER_URL")
-    if callrouter_url:
-        try:
-            number = asyncio.run(route_calls(callrouter_url, secret, result["policy_id"], result["support_hours_id"]))
-        except (aiohttp.ClientError, RuntimeError) as exc:
-            print(f"seed failed: {exc}", file=sys.stderr)
-            return 1
-        result["routing_number"] = number["number"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(
         f"demo data: {len(result['users'])} users, team '{TEAM}', schedule '{SCHEDULE}', policy '{POLICY}', "
         f"support hours '{SUPPORT_HOURS}' ({out})"
     )
+    return 0
+
+
+def seed_calls(out: Path, secret: str) -> int:
+    callrouter_url = os.environ.get("CALLROUTER_URL", f"http://127.0.0.1:{DEFAULT_PORTS['callrouter']}")
+    result = json.loads(out.read_text())
+    try:
+        number = asyncio.run(route_calls(callrouter_url, secret, result["policy_id"], result["support_hours_id"]))
+    except (aiohttp.ClientError, RuntimeError) as exc:
+        print(f"seed failed: {exc}", file=sys.stderr)
+        return 1
+    result["routing_number"] = number["number"]
+    out.write_text(json.dumps(result, indent=2))
+    print(f"demo routing number: {number['number']} ({number['name']}): press 1 or say 'outage'")
     return 0
 
 

@@ -43,7 +43,10 @@ def build(settings: Settings | None = None) -> Service:
     consumers.register(svc, calls_desk)
     svc.provide(DESK, calls_desk)
     svc.provide(
-        TWILIO_WEBHOOK, TwilioWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url)
+        TWILIO_WEBHOOK,
+        TwilioWebhook.behind(
+            settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url, settings.trusted_proxies
+        ),
     )
     if calls_desk.telephony is not None:
         svc.on_stop(calls_desk.telephony.close)

@@ -28,19 +28,27 @@ def channels(s: Settings) -> deliveries.Channels:
     push: dict[str, PushProvider] = {}
     if s.apns_url and s.apns_key_file:
         key = Path(s.apns_key_file).read_text(encoding="utf-8")
-        push["ios"] = ApnsProvider(ApnsCredentials(s.apns_key_id, s.apns_team_id, key, s.apns_topic),
-                                   base_url=s.apns_url, ca_path=s.apns_ca_file)
+        push["ios"] = ApnsProvider(
+            ApnsCredentials(s.apns_key_id, s.apns_team_id, key, s.apns_topic),
+            base_url=s.apns_url,
+            ca_path=s.apns_ca_file,
+        )
     if s.fcm_service_account_file:
         push["android"] = FcmProvider(s.fcm_service_account_file, base_url=s.fcm_url)
     token = s.twilio_auth_token.get_secret_value()
     voice = TwilioVoice(s.twilio_account_sid, token, base_url=s.twilio_api_url) if s.twilio_account_sid else None
-    missing = [name for name, there in (("ios", "ios" in push), ("android", "android" in push), ("voice", voice))
-               if not there]
+    missing = [
+        name for name, there in (("ios", "ios" in push), ("android", "android" in push), ("voice", voice)) if not there
+    ]
     if missing:
         log.warning("providers not configured; their deliveries will fail", missing=missing)
     return deliveries.Channels(
-        push=push, voice=voice, from_number=s.twilio_from_number, webhook_url=s.public_webhook_url,
-        max_attempts=s.delivery_max_attempts, first_retry_s=s.delivery_first_retry_s,
+        push=push,
+        voice=voice,
+        from_number=s.twilio_from_number,
+        webhook_url=s.public_webhook_url,
+        max_attempts=s.delivery_max_attempts,
+        first_retry_s=s.delivery_first_retry_s,
         max_retry_s=s.delivery_max_retry_s,
     )
 
@@ -51,7 +59,10 @@ def build(settings: Settings | None = None) -> Service:
     consumers.register(svc, timedelta(seconds=settings.proof_of_delivery_s))
     senders = channels(settings)
     svc.provide(
-        TWILIO_WEBHOOK, TwilioWebhook(settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url)
+        TWILIO_WEBHOOK,
+        TwilioWebhook.behind(
+            settings.twilio_auth_token.get_secret_value(), settings.public_webhook_url, settings.trusted_proxies
+        ),
     )
 
     @svc.timer(deliveries.STEP)
