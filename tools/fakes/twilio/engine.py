@@ -368,6 +368,8 @@ class Simulator:
             self.app_hangs_up(call, "no more TwiML: Twilio hung up")
         elif outcome == "hangup":
             self.app_hangs_up(call, "the application hung up")
+        elif outcome == "error":
+            self.app_hangs_up(call, "Twilio hung up after the application error")
 
     async def finish(self, call: Call) -> None:
         if call.finished:
@@ -554,7 +556,8 @@ class Runner:
         self.dial_partial: DialResult | None = None
 
     async def run(self, load: Callable[[], Awaitable[Doc]]) -> str:
-        """Run documents until one ends ("end"), hangs up ("hangup"), rejects ("reject") or leaves a queue ("leave").
+        """Run documents until one ends ("end"), hangs up ("hangup"), rejects ("reject"), leaves a queue ("leave") or
+        fails ("error": an application error, heard by the party).
         Redirects through the REST API are followed in the call's own flow; other modes let them pass up."""
         call = self.call
         try:
@@ -576,7 +579,7 @@ class Runner:
                     doc = await self.sim.redirect_document(call, redirect)
         except AppError as error:
             await self.sim.application_error(call, error)
-            return "hangup"
+            return "error"
 
     async def document(self, doc: Doc) -> Doc | str:
         for el in list(doc.root):
@@ -846,9 +849,9 @@ class Runner:
                 if hold in done:
                     outcome = hold.result()
                     self.out_of_queue(queue, member, "left the queue (<Leave>)" if outcome == "leave" else "")
-                    if outcome != "leave":
+                    if outcome != "leave":  # <Hangup> in the wait music, or an application error
                         await self.queue_action(action, method, queue, member, "hangup", ignore=True)
-                        return "hangup"
+                        return outcome
                     return await self.queue_action(action, method, queue, member, "leave")
                 taken = member.taken.result()
                 if taken.dialer.finished or taken.dialer.interruption is not None:
@@ -867,7 +870,7 @@ class Runner:
                     if outcome != "end":
                         member.bridged.set_result(None)
                         await self.queue_action(action, method, queue, member, "hangup", ignore=True)
-                        return "hangup"
+                        return outcome
                 bridge = self.sim.connect([taken.dialer, call], via=f"queue {name}")
                 member.bridged.set_result(bridge)
                 await call.race([bridge.ended.wait()])
@@ -930,7 +933,7 @@ class Runner:
             }
             wait = functools.partial(self.sim.fetch_doc, call, wait_url, method, params, "wait url")
             outcome = await Runner(self.sim, call, "wait").run(wait)
-            if outcome in ("leave", "hangup"):
+            if outcome in ("leave", "hangup", "error"):
                 return outcome
             if self.sim.real_since(started) < 1.0:  # a wait document that takes no time is not fetched in a busy loop
                 await call.sleep(1.0)
@@ -1125,8 +1128,8 @@ class Runner:
             started = time.monotonic()
             wait = functools.partial(self.sim.fetch_doc, call, url, method, {}, "wait url")
             outcome = await Runner(self.sim, call, "wait").run(wait)
-            if outcome == "hangup":
-                self.sim.app_hangs_up(call, "the application hung up")
+            if outcome in ("hangup", "error"):
+                self.sim.app_hangs_up(call, "the application hung up" if outcome == "hangup" else "Twilio hung up")
                 call.check()
             if self.sim.real_since(started) < 1.0:
                 await call.sleep(1.0)
