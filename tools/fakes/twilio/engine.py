@@ -847,7 +847,7 @@ class Runner:
             while True:
                 done = await call.race([member.taken, hold])
                 if hold in done:
-                    outcome = hold.result()
+                    outcome: str = hold.result()
                     self.out_of_queue(queue, member, "left the queue (<Leave>)" if outcome == "leave" else "")
                     if outcome != "leave":  # <Hangup> in the wait music, or an application error
                         await self.queue_action(action, method, queue, member, "hangup", ignore=True)
