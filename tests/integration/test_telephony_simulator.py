@@ -439,7 +439,7 @@ async def test_dial_number_tries_the_next_responder_after_a_busy_one_and_screens
     fake: FakeTwilio, router: Router
 ) -> None:
     fake.script(ANNA, Party(answer="busy"))
-    fake.script(BEN, Party(steps=(Step.press("1"),), hang_up_after_s=30))
+    fake.script(BEN, Party(steps=(Step.press("1"),), talk_s=30))
     caller = fake.incoming_call(CALLER, ROUTING, Party(steps=(Step.press("4"),)))
     await fake.wait_ended(caller.sid)
 
@@ -466,11 +466,12 @@ async def test_dial_number_tries_the_next_responder_after_a_busy_one_and_screens
 
 async def test_participants_of_a_conference_are_connected_until_it_ends(fake: FakeTwilio, router: Router) -> None:
     fake.configure_number(ROUTING, router.url("/room"))
-    host = fake.incoming_call(CALLER, ROUTING, Party(hang_up_after_s=60))
+    host = fake.incoming_call(CALLER, ROUTING)
     guest = fake.incoming_call(CARL, ROUTING)
     await fake.wait_for(lambda: fake.call(guest.sid).bridged_with, what="the guest connected")
     assert fake.call(host.sid).bridged_with == [guest.sid]
 
+    fake.hang_up(host.sid)  # the host ends the conference as they leave
     await fake.wait_ended(host.sid)
 
     assert fake.heard(guest.sid) == ["The bridge has closed."]
@@ -536,12 +537,19 @@ async def test_numbers_are_managed_through_incoming_phone_numbers(
         fake.incoming_call(CALLER, "+4940999999")
 
 
-async def test_an_answered_rest_call_runs_its_url_and_hangs_up_through_the_api(
+async def test_an_answered_rest_call_is_hung_up_only_by_status_completed(
     fake: FakeTwilio, router: Router, rest: Client
 ) -> None:
     fake.script(ANNA, Party(ring_s=3))
-    sid = await dial_responder(router, rest, ANNA)
-    await fake.wait_for(lambda: fake.events(sid, "gathering"), what="Anna listening")
+    waiting = VoiceResponse()
+    waiting.pause(length=600)
+    placed = await rest.api.v2010.account.calls.create_async(
+        to=ANNA, from_=ROUTING, twiml=str(waiting), status_callback=router.url("/leg-status"),
+        status_callback_event=EVENTS,
+    )
+    sid = str(placed.sid)
+    assert placed.status == "queued"
+    await fake.wait_for(lambda: fake.events(sid, "paused"), what="Anna on the line")
 
     with pytest.raises(TwilioRestException) as bad:
         await rest.api.v2010.account.calls(sid).update_async(status="busy")
@@ -552,6 +560,7 @@ async def test_an_answered_rest_call_runs_its_url_and_hangs_up_through_the_api(
 
     assert bad.value.status == 400
     assert router.leg_statuses[sid] == ["initiated", "ringing", "in-progress", "completed"]
+    assert fake.call(sid).hung_up_by == "api"
     [listed] = await rest.api.v2010.account.calls.list_async(to=ANNA)
     assert (listed.sid, listed.status, listed.direction) == (sid, "completed", "outbound-api")
     with pytest.raises(TwilioRestException) as missing:
@@ -561,7 +570,7 @@ async def test_an_answered_rest_call_runs_its_url_and_hangs_up_through_the_api(
 
 async def test_the_call_command_prints_what_the_caller_heard(fake: FakeTwilio, router: Router) -> None:
     fake.script(ANNA, Party(answer="busy"))
-    fake.script(BEN, Party(steps=(Step.press("1"),), hang_up_after_s=20))
+    fake.script(BEN, Party(steps=(Step.press("1"),), talk_s=20))
     command = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tools.fakes.twilio", "call", "--sim", fake.url, "--to", ROUTING,
         "--from", CALLER, "--press", "4", "--timeout", "60",
