@@ -6,7 +6,7 @@ import asyncpg
 
 from services.callrouter.service import alerts, calls, projections
 from services.callrouter.service.calls import Desk
-from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, REDIRECT
+from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, LEG_DEADLINE, REDIRECT
 from shared.messages import (
     NotificationAcknowledged,
     NotificationAttempted,
@@ -62,6 +62,10 @@ def register(svc: Service, desk: Desk) -> None:
     @svc.timer(HANG_UP)
     async def hang_up(conn: asyncpg.Connection, timer: Timer) -> None:
         await calls.hang_up(conn, desk, timer, utcnow())
+
+    @svc.timer(LEG_DEADLINE)
+    async def leg_deadline(conn: asyncpg.Connection, timer: Timer) -> None:
+        await calls.leg_deadline(conn, desk, timer, utcnow())
 
     @svc.timer(ESCALATE)
     async def escalate(conn: asyncpg.Connection, timer: Timer) -> None:

@@ -28,6 +28,7 @@ def desk(s: Settings) -> Desk:
         hold_music_url=s.hold_music_url or None,
         voicemail_max_s=s.voicemail_max_s,
         voicemail_deadline=timedelta(seconds=s.voicemail_deadline_s),
+        leg_deadline=timedelta(seconds=s.leg_deadline_s),
     )
 
 

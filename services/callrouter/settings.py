@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     ring_timeout_s: int = Field(default=20, ge=5, le=120)
     # Played to a waiting caller when a routing number has no hold music of its own; empty: a spoken message.
     hold_music_url: str = ""
+    # A responder's leg whose end never arrived (a lost status callback) counts as unanswered this long after its
+    # ring timeout or its prompt.
+    leg_deadline_s: float = Field(default=60.0, gt=0, le=600)
     voicemail_max_s: int = Field(default=120, ge=10, le=600)
     # A voicemail call's alert escalates at the latest this long after the caller was sent to voicemail.
     voicemail_deadline_s: float = Field(default=240.0, gt=0, le=3600)

@@ -25,7 +25,7 @@ from services.callrouter.api.webhooks import DESK
 from services.callrouter.providers import Dial
 from services.callrouter.service import alerts, calls
 from services.callrouter.service.calls import Desk, Urls
-from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, REDIRECT
+from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, LEG_DEADLINE, REDIRECT
 from services.callrouter.settings import Settings
 from shared.db import transaction
 from shared.messages import (
@@ -92,7 +92,11 @@ def runner(pool: asyncpg.Pool, desk: Desk) -> TimerRunner:
     async def escalate(conn: asyncpg.Connection, timer: Timer) -> None:
         await alerts.escalate(conn, timer, datetime.now(UTC))
 
-    return TimerRunner(pool, "callrouter", {DIAL: dial, REDIRECT: redirect, HANG_UP: hang_up, ESCALATE: escalate})
+    async def deadline(conn: asyncpg.Connection, timer: Timer) -> None:
+        await calls.leg_deadline(conn, desk, timer, datetime.now(UTC))
+
+    handlers = {DIAL: dial, REDIRECT: redirect, HANG_UP: hang_up, ESCALATE: escalate, LEG_DEADLINE: deadline}
+    return TimerRunner(pool, "callrouter", handlers)
 
 
 def random_number() -> str:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import shared.db
-from services.callrouter.service.kinds import ESCALATE
+from services.callrouter.service.kinds import ESCALATE, LEG_DEADLINE
 from shared.messages import WeeklyWindow
 from shared.timers import TimerRunner
 from tests.api.callrouter_world import (
@@ -565,3 +565,33 @@ async def _paged(pool: asyncpg.Pool, alert_id: str) -> list[str]:
     rows = await pool.fetch("SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox ORDER BY id")
     commands = [json.loads(r["p"]) for r in rows]
     return [c["user_id"] for c in commands if c.get("data", {}).get("alert_id") == alert_id]
+
+
+async def test_a_leg_whose_end_never_arrives_counts_as_unanswered(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    await choose(rig, number, Digits="1")
+    await rig.fire()
+    ((first, first_sid),) = rig.phones.dialed
+    # its no-answer callback is lost (this service was down): the deadline moves the caller on
+    due = await rig.pool.fetchval(
+        "SELECT due_at FROM callrouter.timers WHERE kind = $1 AND key = $2",
+        LEG_DEADLINE,
+        str(await _current_leg(rig.pool, first_sid)),
+    )
+    assert due - datetime.now(UTC) > timedelta(seconds=60)
+    leg_id = str(await _current_leg(rig.pool, first_sid))
+    await rig.pool.execute(
+        "UPDATE callrouter.timers SET due_at = now() WHERE kind = $1 AND key = $2", LEG_DEADLINE, leg_id
+    )
+    await rig.fire()
+    await rig.fire()
+    assert rig.phones.hung_up == [first_sid]
+    assert [d.to for d, _ in rig.phones.dialed] == [world.phones_of[u] for u in world.users]
+    late = await rig.hook(first.answer_url, CallStatus="in-progress")
+    assert "no longer waiting" in said(late)
+
+
+async def _current_leg(pool: asyncpg.Pool, call_sid: str) -> uuid.UUID:
+    leg_id: uuid.UUID = await pool.fetchval("SELECT leg_id FROM callrouter.legs WHERE call_sid = $1", call_sid)
+    return leg_id

@@ -262,7 +262,7 @@ async def _on_leg(call: Call[None, None], action) -> web.Response:  # type: igno
 @webhook("/calls/legs/{leg_id}/answer", "Twilio: a dialed responder picked up")
 async def responder_answered(call: Call[None, None]) -> web.Response:
     """They hear the routing number's name and accept with any key or by saying "continue"."""
-    return await _on_leg(call, lambda form, desk, lid: calls.responder_answered(call.app[POOL], lid, utcnow()))
+    return await _on_leg(call, lambda form, desk, lid: calls.responder_answered(call.app[POOL], desk, lid, utcnow()))
 
 
 @webhook("/calls/legs/{leg_id}/input", "Twilio: the responder's key or words")

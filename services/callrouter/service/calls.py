@@ -36,7 +36,7 @@ from services.callrouter.domain import (
 )
 from services.callrouter.providers import Dial, Telephony, TelephonyError
 from services.callrouter.service import alerts
-from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, REDIRECT
+from services.callrouter.service.kinds import DIAL, ESCALATE, HANG_UP, LEG_DEADLINE, REDIRECT
 from shared import timers
 from shared.db import transaction
 from shared.logs import get_logger
@@ -77,6 +77,9 @@ class Desk:
     # Escalation of a voicemail call's alert starts when the message is recorded or the caller hangs up, and at
     # the latest this long after the caller was sent to voicemail (a lost webhook never leaves it silent).
     voicemail_deadline: timedelta = timedelta(minutes=4)
+    # A responder's leg whose end never reached us (a status callback lost while this service was down) counts
+    # as unanswered this long after it stopped ringing, or after its prompt: the caller is never left waiting.
+    leg_deadline: timedelta = timedelta(seconds=60)
     rng: random.Random = random.Random()  # noqa: RUF009  (one per process; a test passes a seeded one)
 
 
@@ -480,7 +483,7 @@ async def _waiting_for(conn: asyncpg.Connection, leg: Leg, call: Call) -> bool:
     return current is not None and current.id == leg.id
 
 
-async def responder_answered(pool: asyncpg.Pool, leg_id: UUID, now: datetime) -> Answer:
+async def responder_answered(pool: asyncpg.Pool, desk: Desk, leg_id: UUID, now: datetime) -> Answer:
     """A dialed responder picked up: they hear the number's name and accept with any key or "continue"."""
     async with transaction(pool) as conn:
         found = await _leg_and_call(conn, leg_id)
@@ -494,6 +497,7 @@ async def responder_answered(pool: asyncpg.Pool, leg_id: UUID, now: datetime) ->
         leg.state = "answered"
         await store.save_leg(conn, leg)
         await store.add_events(conn, call.id, [CallEvent(now, "answered", leg.user_id)])
+        await timers.schedule(conn, LEG_DEADLINE, str(leg.id), now + desk.leg_deadline)
         name = number.name if number else ""
         return AskResponder(leg.id, _said(number, said.responder_prompt.format(name=name)), _said(number, said.goodbye))
 
@@ -597,6 +601,24 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
     leg.state = "ringing"
     await store.save_leg(conn, leg)
     await store.add_events(conn, call.id, [CallEvent(now, "dialed", leg.user_id, f"{leg.kind} {leg.phone}")])
+    if leg.kind == "responder":
+        ringing = timedelta(seconds=desk.ring_timeout_s)
+        await timers.schedule(conn, LEG_DEADLINE, str(leg.id), now + ringing + desk.leg_deadline)
+
+
+async def leg_deadline(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: datetime) -> None:
+    """The leg's end never arrived (its status callback was lost): it counts as unanswered, is hung up, and the
+    next responder is dialed."""
+    leg = await store.get_leg(conn, UUID(timer.key))
+    call = await store.get_call(conn, leg.call_id, lock=True) if leg else None
+    if leg is None or call is None or leg.state == "accepted" or not await _waiting_for(conn, leg, call):
+        return
+    leg.state, leg.ended_at = "no-answer", now
+    await store.save_leg(conn, leg)
+    await store.add_events(conn, call.id, [CallEvent(now, "no answer in time", leg.user_id, "its end never arrived")])
+    if leg.call_sid is not None:
+        await timers.schedule(conn, HANG_UP, str(leg.id), now)
+    await _advance(conn, desk, call, now)
 
 
 async def redirect(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: datetime) -> None:
@@ -617,7 +639,8 @@ async def redirect(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, no
 async def hang_up(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: datetime) -> None:
     """End a responder's leg nobody waits for any more (the caller hung up while it rang)."""
     leg = await store.get_leg(conn, UUID(timer.key))
-    if leg is None or leg.call_sid is None or leg.ended:
+    # an ended leg too: "ended" may be our verdict while the phone still rings; the provider ignores ended calls
+    if leg is None or leg.call_sid is None:
         return
     if desk.telephony is None:
         raise RuntimeError("no telephony provider is configured (TWILIO_ACCOUNT_SID)")
