@@ -28,6 +28,9 @@ FailureStatus = Literal[429, 500, 503]
 Answer = Literal["answer", "busy", "no-answer", "failed"]
 StepKind = Literal["press", "say", "silence", "hangup"]
 ANSWERS: tuple[str, ...] = ("answer", "busy", "no-answer", "failed")
+# Other words for them in the JSON and command-line forms: Twilio reports a callee declining as busy.
+ANSWER_ALIASES = {"decline": "busy", "declined": "busy", "reject": "busy", "rejected": "busy", "ignore": "no-answer",
+                  "fail": "failed"}
 
 
 def new_sid(prefix: str) -> str:
@@ -161,8 +164,9 @@ class Party:
         unknown = set(raw) - fields
         if unknown:
             raise ValueError(f"unknown party fields: {', '.join(sorted(unknown))}")
+        answer = str(raw.get("answer", "answer"))
         return cls(
-            answer=raw.get("answer", "answer"),
+            answer=ANSWER_ALIASES.get(answer, answer),  # type: ignore[arg-type]
             ring_s=float(raw.get("ring_s", 2.0)),
             steps=tuple(Step.from_json(step) for step in raw.get("steps", ())),
             hang_up_after_s=_optional_float(raw.get("hang_up_after_s")),
@@ -176,6 +180,7 @@ class Party:
         """The CLI's form: `busy`, `no-answer`, `failed`, `answer`, or `answer:STEP,STEP...` with steps as in
         `Step.parse` (e.g. `answer:1`, `answer:say=continue`, `answer:silence,hangup`)."""
         answer, _, steps = spec.partition(":")
+        answer = ANSWER_ALIASES.get(answer, answer)
         if answer not in ANSWERS:
             raise ValueError(f"a responder is one of {', '.join(ANSWERS)} (answer:STEPS), not {spec!r}")
         return cls(answer=answer, steps=tuple(Step.parse(s) for s in steps.split(",") if s))  # type: ignore[arg-type]
