@@ -620,9 +620,19 @@ class Runner:
         return urljoin(doc.url or "", value.strip())
 
     # ------------------------------------------------------------------------------------- simple verbs
+    def loops(self, el: ElementTree.Element, stop: asyncio.Event | None) -> int:
+        """How often a Say or Play runs: its `loop` ("0": until something else happens; inside a Gather, once when
+        the party has scripted input waiting, which they give after the prompt)."""
+        loops = int(number_attr(el.get("loop"), 1))
+        if loops:
+            return loops
+        party, call = self.call.party, self.call
+        scripted = party is not None and any(step.kind != "silence" for step in party.steps[call.step_index:])
+        return 1 if stop is not None and scripted else FOREVER
+
     async def say(self, el: ElementTree.Element, doc: Doc, stop: asyncio.Event | None = None) -> None:
         text = spoken(el)
-        loops = int(number_attr(el.get("loop"), 1)) or FOREVER
+        loops = self.loops(el, stop)
         language = el.get("language") or "en-US"
         extra = {"voice": el.get("voice")} if el.get("voice") else {}
         for _ in range(loops):
@@ -637,7 +647,7 @@ class Runner:
             await self.call.sleep(len(digits) * TONE_S, stop)
             return
         url = self.url(spoken(el), doc) or ""
-        for _ in range(int(number_attr(el.get("loop"), 1)) or FOREVER):
+        for _ in range(self.loops(el, stop)):
             self.call.note("played", url, url=url)
             if await self.call.sleep(PLAY_S, stop):
                 return
