@@ -41,7 +41,7 @@ from shared.kafka import batch_options, batch_subscriber, ensure_topics, make_br
 from shared.logs import configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.timers import Handler, TimerRunner
+from shared.timers import BatchHandler, Handler, TimerRunner
 from shared.topics import Topic
 
 log = get_logger(__name__)
@@ -90,6 +90,7 @@ class Service:
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
         self._job_tasks: list[asyncio.Task[None]] = []
         self._timer_handlers: dict[str, Handler] = {}
+        self._timer_batch_handlers: dict[str, BatchHandler] = {}
         self._timers: TimerRunner | None = None
         self._timers_task: asyncio.Task[None] | None = None
         self._memberships: list[_Membership] = []
@@ -148,17 +149,20 @@ class Service:
 
         return register
 
-    def timer(self, kind: str) -> Callable[[Handler], Handler]:
+    def timer(self, kind: str, *, batch: bool = False) -> Callable[[Any], Any]:
         """Register the handler of durable timers of `kind` (`shared.timers.schedule`): `async (conn, timer)`.
 
         It runs inside the transaction that removes the timer, so its writes and outbox rows commit with the
         firing; raising rolls them back and retries the timer with backoff (see shared/timers.py).
+
+        With `batch=True` the handler is `async (conn, timers)` and gets up to `TIMER_BATCH_SIZE` due timers of
+        the kind at once, in one transaction; if it raises they are fired one by one (each as a list of one).
         """
 
-        def register(handler: Handler) -> Handler:
-            if kind in self._timer_handlers:
+        def register(handler: Any) -> Any:
+            if kind in self._timer_handlers or kind in self._timer_batch_handlers:
                 raise ValueError(f"timer kind {kind!r} already has a handler")
-            self._timer_handlers[kind] = handler
+            (self._timer_batch_handlers if batch else self._timer_handlers)[kind] = handler
             return handler
 
         return register
@@ -204,7 +208,7 @@ class Service:
         self.port = self._runner.addresses[0][1]
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         self._job_tasks = [asyncio.create_task(self._repeat(*job), name=job[0]) for job in self._jobs]
-        if self._timer_handlers:
+        if self._timer_handlers or self._timer_batch_handlers:
             # Backs off by itself while the database is unreachable, so it never holds up start-up.
             self._timers = TimerRunner(
                 self._pool,
@@ -213,6 +217,8 @@ class Service:
                 concurrency=s.timer_concurrency,
                 poll_interval_s=s.timer_poll_interval_s,
                 max_attempts=s.timer_max_attempts,
+                batch_handlers=self._timer_batch_handlers,
+                batch_size=s.timer_batch_size,
             )
             self._timers_task = asyncio.create_task(self._timers.run(), name="timers")
         self._connecting = asyncio.create_task(self._connect_kafka(), name="kafka-start")

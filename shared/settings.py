@@ -53,6 +53,8 @@ class ServiceSettings(BaseSettings):
     timer_poll_interval_s: float = Field(default=1.0, gt=0)
     timer_max_attempts: int = Field(default=5, ge=1)
     timer_concurrency: int = Field(default=2, ge=1)
+    # most due timers of one kind a batch handler (Service.timer(kind, batch=True)) fires in one transaction
+    timer_batch_size: int = Field(default=100, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # batch subscribers (shared.kafka.batch_subscriber): at most this many records per batch, and how long an
     # idle consumer waits for records before it looks again

@@ -19,6 +19,13 @@ shortly, and if the database itself is gone the pass stops and the runner backs 
 no handler here is left alone, with one warning per kind: during a rolling deploy another version of the
 service may be the one that handles it.
 
+Batches (DESIGN §7a): a kind may have a batch handler instead, `async (conn, timers)`. The runner then claims
+the earliest due timer and up to `batch_size - 1` more due timers of its kind in the same statement's order
+(`FOR UPDATE SKIP LOCKED`), deletes them and calls the handler once with all of them, in one transaction: a
+thousand due pushes cost one commit, not a thousand. If the batch handler raises, its savepoint is rolled back
+and the same timers are fired one by one in that transaction, each in a savepoint of its own, with the
+failure rules above: one bad timer is retried or parked alone while its neighbours fire.
+
 Wake-ups: `schedule` NOTIFYs `<schema>_timers` (delivered on commit); the runner LISTENs on a connection of
 its own (replaced when it dies, as the outbox relay does) and otherwise sleeps until the earliest due time,
 never longer than the poll interval. The clock is the database's `now()`, one clock for every replica.
@@ -73,6 +80,7 @@ class Timer:
 
 
 Handler = Callable[[asyncpg.Connection, Timer], Awaitable[None]]
+BatchHandler = Callable[[asyncpg.Connection, list[Timer]], Awaitable[None]]
 
 
 async def schedule(
@@ -161,14 +169,20 @@ async def hold(conn: asyncpg.Connection, *keys: str) -> None:
     await conn.execute("SELECT 1 FROM timers WHERE key = ANY($1::text[]) ORDER BY id FOR UPDATE", list(keys))
 
 
+_COLUMNS = "id, kind, key, due_at, payload::text AS payload, attempts"
+
+
+def _timer(row: asyncpg.Record) -> Timer:
+    return Timer(row["id"], row["kind"], row["key"], row["due_at"], json.loads(row["payload"]), row["attempts"])
+
+
 async def pending(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> list[Timer]:
     """The pending timers of `kind` among `keys`, earliest due first."""
     rows = await conn.fetch(
-        """SELECT id, kind, key, due_at, payload::text AS payload, attempts FROM timers
-           WHERE kind = $1 AND key = ANY($2::text[]) ORDER BY due_at, id""",
+        f"SELECT {_COLUMNS} FROM timers WHERE kind = $1 AND key = ANY($2::text[]) ORDER BY due_at, id",
         kind, list(keys),
     )
-    return [Timer(r["id"], r["kind"], r["key"], r["due_at"], json.loads(r["payload"]), r["attempts"]) for r in rows]
+    return [_timer(r) for r in rows]
 
 
 class TimerRunner:
@@ -186,13 +200,19 @@ class TimerRunner:
         first_backoff_s: float = 1.0,
         max_backoff_s: float = 300.0,
         clock: Callable[[], datetime] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
+        batch_size: int = 100,
     ) -> None:
-        if concurrency < 1 or max_attempts < 1:
-            raise ValueError("concurrency and max_attempts must be at least 1")
+        if concurrency < 1 or max_attempts < 1 or batch_size < 1:
+            raise ValueError("concurrency, max_attempts and batch_size must be at least 1")
+        if overlap := set(handlers) & set(batch_handlers or {}):
+            raise ValueError(f"timer kinds with two handlers: {sorted(overlap)}")
         self._pool = pool
         self._schema = schema
         self._handlers = dict(handlers)
-        self._kinds = list(self._handlers)
+        self._batch_handlers = dict(batch_handlers or {})
+        self._batch_size = batch_size
+        self._kinds = [*self._handlers, *self._batch_handlers]
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
         self._max_attempts = max_attempts
@@ -273,11 +293,12 @@ class TimerRunner:
                 raise failed.exceptions[0] from None
         return fired, taken
 
-    async def _fire_one(self, now: datetime | None, last_id: int) -> bool | None:
-        """Claim and fire the earliest due timer: True if it fired, False if it failed, None if none was due."""
+    async def _fire_one(self, now: datetime | None, last_id: int) -> int | None:
+        """Claim and fire the earliest due timer, with a batch of its kind if it has a batch handler: how many
+        of them fired (a failed one does not count), None if none was due."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                """SELECT id, kind, key, due_at, payload::text AS payload, attempts FROM timers
+                f"""SELECT {_COLUMNS} FROM timers
                    WHERE due_at <= coalesce($1::timestamptz, now()) AND id <= $2 AND kind = ANY($3::text[])
                    ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED""",
                 now,
@@ -286,22 +307,62 @@ class TimerRunner:
             )
             if row is None:
                 return None
-            timer = Timer(
-                row["id"], row["kind"], row["key"], row["due_at"], json.loads(row["payload"]), row["attempts"]
+            first = _timer(row)
+            if first.kind not in self._batch_handlers:
+                return int(await self._fire(conn, first, now))
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS} FROM timers
+                   WHERE due_at <= coalesce($1::timestamptz, now()) AND id <= $2 AND kind = $3 AND id <> $4
+                   ORDER BY due_at, id LIMIT $5 FOR UPDATE SKIP LOCKED""",
+                now,
+                last_id,
+                first.kind,
+                first.id,
+                self._batch_size - 1,
             )
-            with structlog.contextvars.bound_contextvars(timer_id=timer.id, timer_kind=timer.kind, timer_key=timer.key):
-                try:
-                    # A savepoint: a failing handler is undone while this transaction keeps the row locked, so
-                    # its failure is recorded before any other replica can take the timer again.
-                    async with conn.transaction():
-                        await conn.execute("DELETE FROM timers WHERE id = $1", timer.id)
+            return await self._fire_batch(conn, [first, *map(_timer, rows)], now)
+
+    async def _fire(self, conn: asyncpg.Connection, timer: Timer, now: datetime | None) -> bool:
+        """Fire one claimed timer in a savepoint; True if it fired, False if it failed (and that is recorded)."""
+        with structlog.contextvars.bound_contextvars(timer_id=timer.id, timer_kind=timer.kind, timer_key=timer.key):
+            try:
+                # A savepoint: a failing handler is undone while this transaction keeps the row locked, so
+                # its failure is recorded before any other replica can take the timer again.
+                async with conn.transaction():
+                    await conn.execute("DELETE FROM timers WHERE id = $1", timer.id)
+                    if timer.kind in self._batch_handlers:
+                        await self._batch_handlers[timer.kind](conn, [timer])
+                    else:
                         await self._handlers[timer.kind](conn, timer)
-                except Exception as exc:
-                    FAILED.labels(timer.kind).inc()
-                    await self._record_failure(conn, timer, exc, now)
-                    return False
+            except Exception as exc:
+                FAILED.labels(timer.kind).inc()
+                await self._record_failure(conn, timer, exc, now)
+                return False
         FIRED.labels(timer.kind).inc()
         return True
+
+    async def _fire_batch(self, conn: asyncpg.Connection, batch: list[Timer], now: datetime | None) -> int:
+        """Fire claimed timers of one kind with its batch handler in a savepoint; should it raise, fire them one
+        by one instead. How many fired."""
+        if len(batch) == 1:
+            return int(await self._fire(conn, batch[0], now))
+        kind = batch[0].kind
+        with structlog.contextvars.bound_contextvars(timer_kind=kind, timers=len(batch)):
+            try:
+                async with conn.transaction():
+                    await conn.execute("DELETE FROM timers WHERE id = ANY($1::bigint[])", [t.id for t in batch])
+                    await self._batch_handlers[kind](conn, batch)
+            except Exception as exc:
+                if conn.is_closed():  # the database is gone with the batch: every timer stays due
+                    raise
+                log.warning("timer batch failed; firing its timers one by one", error=repr(exc))
+            else:
+                FIRED.labels(kind).inc(len(batch))
+                return len(batch)
+        fired = 0
+        for timer in batch:
+            fired += await self._fire(conn, timer, now)
+        return fired
 
     async def _record_failure(
         self, conn: asyncpg.Connection, timer: Timer, error: Exception, now: datetime | None

@@ -65,9 +65,9 @@ def build(settings: Settings | None = None) -> Service:
         ),
     )
 
-    @svc.timer(deliveries.STEP)
-    async def step(conn: asyncpg.Connection, timer: Timer) -> None:
-        await deliveries.fire_step(conn, timer, senders, utcnow())
+    @svc.timer(deliveries.STEP, batch=True)
+    async def step(conn: asyncpg.Connection, due: list[Timer]) -> None:
+        await deliveries.fire_steps(conn, due, senders, utcnow())
 
     @svc.timer(deliveries.PROOF)
     async def proof(conn: asyncpg.Connection, timer: Timer) -> None:

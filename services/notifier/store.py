@@ -38,6 +38,11 @@ async def get_recipient(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record | N
     return await pool.fetchrow("SELECT * FROM recipients WHERE user_id = $1", user_id)
 
 
+async def recipients_of(db: Db, user_ids: Collection[UUID]) -> dict[UUID, asyncpg.Record]:
+    rows = await db.fetch("SELECT * FROM recipients WHERE user_id = ANY($1::uuid[])", list(user_ids))
+    return {r["user_id"]: r for r in rows}
+
+
 async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
     """Whether the projection holds this user as deactivated (unknown users are not)."""
     return bool(await pool.fetchval("SELECT NOT active FROM recipients WHERE user_id = $1", user_id))
@@ -91,8 +96,29 @@ async def get_delivery(db: Db, delivery_id: UUID, *, lock: bool = False) -> Deli
     return _delivery(row) if row is not None else None
 
 
+async def get_deliveries(conn: asyncpg.Connection, delivery_ids: Collection[UUID], *, lock: bool = False
+                         ) -> dict[UUID, Delivery]:
+    """`get_delivery` of many in one query (locked in id order, as concurrent batches then lock them)."""
+    rows = await conn.fetch(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id"
+        + (" FOR UPDATE" if lock else ""),
+        list(delivery_ids),
+    )
+    return {r["id"]: _delivery(r) for r in rows}
+
+
 async def set_status(conn: asyncpg.Connection, delivery_id: UUID, status: str) -> None:
     await conn.execute("UPDATE deliveries SET status = $2 WHERE id = $1", delivery_id, status)
+
+
+async def set_statuses(conn: asyncpg.Connection, statuses: dict[UUID, str]) -> None:
+    """`set_status` for many deliveries in one statement."""
+    if statuses:
+        await conn.execute(
+            """UPDATE deliveries SET status = x.s FROM unnest($1::uuid[], $2::text[]) AS x(i, s)
+               WHERE deliveries.id = x.i""",
+            list(statuses), list(statuses.values()),
+        )
 
 
 async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at: datetime) -> None:
@@ -133,6 +159,21 @@ async def low_pushes_since(db: Db, user_id: UUID, since: datetime) -> list[datet
     return [r["at"] for r in rows]
 
 
+async def low_pushes_since_each(db: Db, user_ids: Collection[UUID], since: datetime) -> dict[UUID, list[datetime]]:
+    """`low_pushes_since` of many users in one query (users with none are left out)."""
+    rows = await db.fetch(
+        """SELECT d.user_id, min(a.at) AS at FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+           WHERE d.user_id = ANY($1::uuid[]) AND d.urgency = 'low' AND a.channel = 'push' AND a.result = 'sent'
+                 AND a.at >= $2
+           GROUP BY d.user_id, a.delivery_id ORDER BY 2""",
+        list(user_ids), since,
+    )
+    found: dict[UUID, list[datetime]] = {}
+    for r in rows:
+        found.setdefault(r["user_id"], []).append(r["at"])
+    return found
+
+
 async def unread(db: Db, user_id: UUID) -> int:
     return await db.fetchval(  # type: ignore[no-any-return]
         "SELECT count(*) FROM deliveries WHERE user_id = $1 AND read_at IS NULL AND acknowledged_at IS NULL",
@@ -148,6 +189,25 @@ async def record_attempt(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         delivery_id, step, attempt, channel, target, outcome.result, outcome.provider_id,
         (outcome.error or "")[:2000] or None,
+    )
+
+
+Attempt: TypeAlias = tuple[UUID, int, int, str, str, Outcome]  # delivery, step, attempt, channel, target, outcome
+
+
+async def record_attempts(conn: asyncpg.Connection, attempts: Sequence[Attempt]) -> None:
+    """`record_attempt` for many, in one statement, in the order given."""
+    if not attempts:
+        return
+    await conn.execute(
+        """INSERT INTO delivery_attempts (delivery_id, step, attempt, channel, target, result, provider_id, error)
+           SELECT d, s, a, c, t, r, p, e
+           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                WITH ORDINALITY AS x(d, s, a, c, t, r, p, e, n)
+           ORDER BY n""",
+        [a[0] for a in attempts], [a[1] for a in attempts], [a[2] for a in attempts], [a[3] for a in attempts],
+        [a[4] for a in attempts], [a[5].result for a in attempts], [a[5].provider_id for a in attempts],
+        [(a[5].error or "")[:2000] or None for a in attempts],
     )
 
 
@@ -204,6 +264,11 @@ async def delete_device(db: Db, device_id: UUID) -> None:
     await db.execute("DELETE FROM devices WHERE id = $1", device_id)
 
 
+async def delete_devices(db: Db, device_ids: Collection[UUID]) -> None:
+    if device_ids:
+        await db.execute("DELETE FROM devices WHERE id = ANY($1::uuid[])", list(device_ids))
+
+
 async def delete_token(conn: asyncpg.Connection, platform: str, token: str, *, keep: UUID) -> None:
     """Forget the device holding `token` on `platform`, unless it is `keep`."""
     await conn.execute("DELETE FROM devices WHERE platform = $1 AND token = $2 AND id <> $3", platform, token, keep)
@@ -212,6 +277,17 @@ async def delete_token(conn: asyncpg.Connection, platform: str, token: str, *, k
 async def devices_of(db: Db, user_id: UUID) -> list[Device]:
     rows = await db.fetch("SELECT * FROM devices WHERE user_id = $1 ORDER BY created_at, id", user_id)
     return [_device(r) for r in rows]
+
+
+async def devices_of_each(db: Db, user_ids: Collection[UUID]) -> dict[UUID, list[Device]]:
+    """`devices_of` of many users in one query (users without a device are left out)."""
+    rows = await db.fetch(
+        "SELECT * FROM devices WHERE user_id = ANY($1::uuid[]) ORDER BY created_at, id", list(user_ids)
+    )
+    found: dict[UUID, list[Device]] = {}
+    for r in rows:
+        found.setdefault(r["user_id"], []).append(_device(r))
+    return found
 
 
 # --- preferences --------------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from services.notifier.domain import Preferences, Step
 from services.notifier.service import deliveries
 from shared.db import create_pool
 from shared.messages import SendNotification, UserSnapshot
+from shared.timers import Timer, TimerRunner
 from tests.conftest import Infra, _create_database
+from tests.integration.test_notifier_delivery import PHONE, Rig, rig  # noqa: F401  (a fixture)
 from tools.procs import apply_migrations
 
 
@@ -119,3 +121,56 @@ async def test_a_batch_of_user_snapshots_keeps_the_newest_of_each(pool: asyncpg.
     }
     assert await deliveries.apply_user_snapshots(pool, batch) == 0  # redelivered
     assert await deliveries.is_deactivated(pool, ada)
+
+
+@pytest.fixture
+def batch_rig(rig: Rig) -> Rig:  # noqa: F811
+    """The delivery rig of tests/integration/test_notifier_delivery.py, its steps fired in batches as
+    notifier's process fires them."""
+
+    async def steps(conn: asyncpg.Connection, due: list[Timer]) -> None:
+        fired.append(len(due))
+        now = await conn.fetchval("SELECT now()") + rig.clock["ahead"]
+        await deliveries.fire_steps(conn, due, rig.channels, now)
+
+    async def proof(conn: asyncpg.Connection, timer: Timer) -> None:
+        await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()") + rig.clock["ahead"])
+
+    fired: list[int] = []
+    rig.runner = TimerRunner(rig.pool, "notifier", {deliveries.PROOF: proof}, batch_handlers={deliveries.STEP: steps})
+    rig.batches = fired  # type: ignore[attr-defined]
+    return rig
+
+
+async def test_a_batch_of_steps_reaches_each_device_once_and_keeps_each_rule(batch_rig: Rig) -> None:
+    r = batch_rig
+    flooded, ios, _ = await r.person()
+    lows = [await r.page(flooded, urgency="low", acknowledgeable=False) for _ in range(7)]
+    paged, paged_ios, paged_android = await r.person()
+    page = await r.page(paged)
+    broken, broken_ios, broken_android = await r.person()
+    r.apns.program(broken_ios, gone=True)
+    r.fcm.program(broken_android, "QUOTA_EXCEEDED", times=1, retry_after_s=1)
+    retried = await r.page(broken, acknowledgeable=False, urgency="low")
+
+    assert await r.fire() == 9  # every due push step, in one batch
+    assert r.batches == [9]  # type: ignore[attr-defined]
+    assert len(r.apns.pushes_to(ios)) == 5, "the flood limit counts the pushes of the batch itself"
+    assert len(r.apns.pushes_to(paged_ios)) == 1 and len(r.fcm.received(paged_android)) == 1
+    assert [d.platform for d in await store.devices_of(r.pool, broken)] == ["android"]
+    statuses = {d.id: d.status for d in await store.list_deliveries(r.pool, flooded, limit=10, offset=0)}
+    assert sorted(statuses.values()) == ["queued", "queued", "sent", "sent", "sent", "sent", "sent"]
+    assert (await store.get_delivery(r.pool, page.id)).status == "sent"  # type: ignore[union-attr]
+    assert (await store.get_delivery(r.pool, retried.id)).status == "queued"  # type: ignore[union-attr]
+    attempted = await r.staged("NotificationAttempted")
+    assert len(attempted) == 5 * 2 + 2 + 2  # the flooded user's 5 on two phones, the page's 2, gone + retry
+
+    assert await r.fire(timedelta(seconds=5)) == 1  # the throttled device's retry
+    assert len(r.fcm.received(broken_android)) == 1
+    assert (await store.get_delivery(r.pool, retried.id)).status == "sent"  # type: ignore[union-attr]
+    await r.fire(timedelta(seconds=61))  # room again for the 2 delayed ones; the page's call falls due too
+    pushes = r.apns.pushes_to(ios)
+    assert len(pushes) == 7 and {p.headers["apns-collapse-id"] for p in pushes} == {str(d.id) for d in lows}
+    assert len(r.twilio.calls_to(PHONE)) == 0  # the call is at 2 minutes
+    await r.fire(timedelta(minutes=3))
+    assert len(r.twilio.calls_to(PHONE)) == 1

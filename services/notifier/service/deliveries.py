@@ -10,8 +10,9 @@ have no such id; a call repeated after a crash is possible and is the price of n
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +68,7 @@ class Channels:
     first_retry_s: float = 1.0
     max_retry_s: float = 60.0
     flood: FloodLimit = field(default_factory=FloodLimit)
+    concurrency: int = 100  # pushes and calls in flight at once while a batch of steps fires
 
 
 async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
@@ -146,56 +148,131 @@ async def accept_notifications(
 async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Channels, now: datetime) -> None:
     """Run one step of a delivery (the timer runner's transaction): push to each device, or call the phone.
     Refusals for now are retried on the same timer with backoff; gone devices are forgotten."""
-    delivery_id = UUID(timer.key.split(":", 1)[0])
-    step, channel = int(timer.payload["step"]), str(timer.payload["channel"])
-    attempt = int(timer.payload.get("attempt", 1))
-    delivery = await store.get_delivery(conn, delivery_id, lock=True)
-    if delivery is None or delivery.acknowledged_at is not None:
-        return
-    if channel == "push" and attempt == 1 and delivery.urgency == "low":
-        recent = await store.low_pushes_since(conn, delivery.user_id, now - channels.flood.window)
-        held = channels.flood.wait(delivery.urgency, recent, now)
-        if held is not None:
-            log.info("low-urgency flood limit; push delayed", delivery_id=str(delivery.id), wait_s=held.total_seconds())
-            await timers.schedule(conn, STEP, timer.key, now + held, timer.payload)
-            return
-    if channel == "push":
-        only = set(timer.payload.get("devices") or [])
-        devices = [d for d in await store.devices_of(conn, delivery.user_id) if not only or str(d.id) in only]
-        results: list[tuple[Device | None, str, Outcome]] = [
-            (d, str(d.id), await _push(channels, delivery, d)) for d in devices
-        ] or [
-            (None, "no device", Outcome("failed", error="the user has no device registered"))
-        ]
-    else:
-        recipient = await store.get_recipient(conn, delivery.user_id)
-        phone = recipient["phone"] if recipient is not None else None
-        outcome = await _call(channels, delivery, phone, recipient["language"] if recipient else "en")
-        results = [(None, phone or "no phone", outcome)]
+    await fire_steps(conn, [timer], channels, now)
+
+
+@dataclass(eq=False)
+class _Firing:
+    timer: timers.Timer
+    delivery: Delivery
+    step: int
+    channel: str
+    attempt: int
+    results: list[tuple[Device | None, str, Outcome]] = field(default_factory=list)
+
+
+async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], channels: Channels, now: datetime
+                     ) -> None:
+    """`fire_step` for due steps of many deliveries in one transaction (the timer runner's batch): the
+    deliveries, devices and flood counts are read in one query each, every push and call of the batch is made
+    concurrently, and what the providers answered is written in one statement per table. The outcome is the
+    one firing them in order would leave, except that a device found gone is only forgotten after the batch
+    (another delivery of the batch may have pushed to it too)."""
+    held = await store.get_deliveries(conn, {UUID(t.key.split(":", 1)[0]) for t in batch}, lock=True)
+    firings = []
+    for timer in batch:
+        delivery = held.get(UUID(timer.key.split(":", 1)[0]))
+        if delivery is None or delivery.acknowledged_at is not None:
+            continue
+        firings.append(_Firing(timer, delivery, int(timer.payload["step"]), str(timer.payload["channel"]),
+                               int(timer.payload.get("attempt", 1))))
+    rearm: list[tuple[str, str, datetime, Mapping[str, Any] | None]] = []
+    firings = await _flood_control(conn, firings, channels, now, rearm)
+    if firings:
+        await _reach(conn, firings, channels)
+    attempts: list[store.Attempt] = []
     events: list[Message] = []
-    for device, target, outcome in results:
-        await store.record_attempt(conn, delivery.id, step, attempt, channel, target, outcome)
-        events.append(NotificationAttempted(
-            delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
-            channel=channel, target=target, result=outcome.result, provider_id=outcome.provider_id,  # type: ignore[arg-type]
-            error=outcome.error,
-        ))
-        if outcome.result == "gone" and device is not None:
-            log.info("device gone; forgotten", device_id=str(device.id), user_id=str(delivery.user_id))
-            await store.delete_device(conn, device.id)
+    gone: set[UUID] = set()
+    status = {f.delivery.id: f.delivery.status for f in firings}
+    for f in firings:
+        delivery = f.delivery
+        for device, target, outcome in f.results:
+            attempts.append((delivery.id, f.step, f.attempt, f.channel, target, outcome))
+            events.append(NotificationAttempted(
+                delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
+                channel=f.channel, target=target, result=outcome.result, provider_id=outcome.provider_id,  # type: ignore[arg-type]
+                error=outcome.error,
+            ))
+            if outcome.result == "gone" and device is not None and device.id not in gone:
+                log.info("device gone; forgotten", device_id=str(device.id), user_id=str(delivery.user_id))
+                gone.add(device.id)
+        retry = [(t, o) for _, t, o in f.results if o.result == "retry"]
+        rearmed = bool(retry) and f.attempt < channels.max_attempts
+        if rearmed:
+            wait = retry_delay(f.attempt, channels.first_retry_s, channels.max_retry_s,
+                               max((o.retry_after_s or 0.0) for _, o in retry), random.random())
+            targets = [t for t, _ in retry] if f.channel == "push" else []
+            payload = {**f.timer.payload, "attempt": f.attempt + 1, "devices": targets}
+            rearm.append((STEP, f.timer.key, now + timedelta(seconds=wait), payload))
+        sent = any(o.result == "sent" for _, _, o in f.results)
+        if sent and status[delivery.id] in ("queued", "failed"):
+            status[delivery.id] = "sent"
+        elif not rearmed and not sent and status[delivery.id] == "queued":
+            status[delivery.id] = "failed"
+    await store.record_attempts(conn, attempts)
+    await store.delete_devices(conn, gone)
     await enqueue_all(conn, events)
-    retry = [(t, o) for _, t, o in results if o.result == "retry"]
-    rearmed = bool(retry) and attempt < channels.max_attempts
-    if rearmed:
-        wait = retry_delay(attempt, channels.first_retry_s, channels.max_retry_s,
-                           max((o.retry_after_s or 0.0) for _, o in retry), random.random())
-        targets = [t for t, _ in retry] if channel == "push" else []
-        payload = {**timer.payload, "attempt": attempt + 1, "devices": targets}
-        await timers.schedule(conn, STEP, timer.key, now + timedelta(seconds=wait), payload)
-    if any(o.result == "sent" for _, _, o in results) and delivery.status in ("queued", "failed"):
-        await store.set_status(conn, delivery.id, "sent")
-    elif not rearmed and not any(o.result == "sent" for _, _, o in results) and delivery.status == "queued":
-        await store.set_status(conn, delivery.id, "failed")
+    await timers.schedule_many(conn, rearm)
+    await store.set_statuses(conn, {i: s for i, s in status.items() if s != held[i].status})
+
+
+async def _flood_control(
+    conn: asyncpg.Connection, firings: list[_Firing], channels: Channels, now: datetime,
+    rearm: list[tuple[str, str, datetime, Mapping[str, Any] | None]],
+) -> list[_Firing]:
+    """The firings that may go now; a user's low-urgency first pushes beyond the flood limit are re-armed for
+    when there is room (each push the batch sends counts for the next)."""
+    def limited(f: _Firing) -> bool:
+        return f.channel == "push" and f.attempt == 1 and f.delivery.urgency == "low"
+
+    users = {f.delivery.user_id for f in firings if limited(f)}
+    if not users:
+        return firings
+    recent = await store.low_pushes_since_each(conn, users, now - channels.flood.window)
+    going = []
+    for f in firings:
+        if limited(f):
+            pushed = recent.setdefault(f.delivery.user_id, [])
+            wait = channels.flood.wait(f.delivery.urgency, pushed, now)
+            if wait is not None:
+                log.info("low-urgency flood limit; push delayed", delivery_id=str(f.delivery.id),
+                         wait_s=wait.total_seconds())
+                rearm.append((STEP, f.timer.key, now + wait, f.timer.payload))
+                continue
+            pushed.append(now)
+        going.append(f)
+    return going
+
+
+async def _reach(conn: asyncpg.Connection, firings: list[_Firing], channels: Channels) -> None:
+    """Make every push and call of the firings at once (at most `channels.concurrency` in flight), keeping each
+    firing's results in its devices' order."""
+    devices = await store.devices_of_each(conn, {f.delivery.user_id for f in firings if f.channel == "push"})
+    callees = {f.delivery.user_id for f in firings if f.channel != "push"}
+    recipients = await store.recipients_of(conn, callees) if callees else {}
+    gate = asyncio.Semaphore(channels.concurrency)
+
+    async def gated(call: Awaitable[Outcome]) -> Outcome:
+        async with gate:
+            return await call
+
+    planned: list[tuple[_Firing, Device | None, str, Awaitable[Outcome]]] = []
+    for f in firings:
+        delivery = f.delivery
+        if f.channel == "push":
+            only = set(f.timer.payload.get("devices") or [])
+            mine = [d for d in devices.get(delivery.user_id, []) if not only or str(d.id) in only]
+            if not mine:
+                f.results.append((None, "no device", Outcome("failed", error="the user has no device registered")))
+            planned += [(f, d, str(d.id), _push(channels, delivery, d)) for d in mine]
+        else:
+            recipient = recipients.get(delivery.user_id)
+            phone = recipient["phone"] if recipient is not None else None
+            call = _call(channels, delivery, phone, recipient["language"] if recipient else "en")
+            planned.append((f, None, phone or "no phone", call))
+    outcomes = await asyncio.gather(*(gated(call) for _, _, _, call in planned))
+    for (f, device, target, _), outcome in zip(planned, outcomes, strict=True):
+        f.results.append((device, target, outcome))
 
 
 async def _push(channels: Channels, delivery: Delivery, device: Device) -> Outcome:
