@@ -3,7 +3,8 @@
 What callrouter and coverage do when a call or a request comes in: look the answer up in a local projection
 of `schedule.timelines.v1`, with no network hop to schedule. Here, on the real broker (KAFKA_BOOTSTRAP) and
 PostgreSQL (DATABASE_URL), for each size (10,000 schedules by default; ONCALL_LOOKUP_SIZES=10000,100000 or
-`--sizes` adds 100,000, which takes several minutes):
+`--sizes` adds 100,000, which takes about 6 minutes and, for the peer, 7 GB of memory; each size runs in a
+process of its own):
 - the timelines (62-day horizon; weekly, daily, business-hours and 12-hour rotations, with gaps) are
   published to a topic of this run's own, configured like the real one, as the schedule service writes them
   (checked: a sample round-trips through `ScheduleTimeline` byte for byte); before them, first versions of a
@@ -16,7 +17,7 @@ PostgreSQL (DATABASE_URL), for each size (10,000 schedules by default; ONCALL_LO
   structure and still holds after a build from the same messages; `memory: "tracemalloc"`); the peer's
   likewise up to `--peer-trace-limit` schedules (its allocations are too many to trace beyond that).
   `index_rss_mb` / `peer_rss_mb` are the growth of the process's RSS across each cold start (after
-  gc.collect and malloc_trim), what an operator sees;
+  gc.collect and malloc_trim), what an operator sees; the index's cold start comes first in its process;
 - lookups (random schedule, random instant in the horizon) timed one by one with perf_counter_ns on both
   structures (`p50_ms`, `p99_ms`);
 - `correct`: both structures agree on a sample of the timed lookups plus boundary cases (segment starts,
@@ -25,8 +26,8 @@ PostgreSQL (DATABASE_URL), for each size (10,000 schedules by default; ONCALL_LO
 - a second line (`schedule.oncall_lookup.postgres`): the PostgreSQL-backed projection as a peer, a table
   (schedule_id, starts_at, ends_at, user_id, source) with its btree primary key on (schedule_id, starts_at)
   and one query per lookup over asyncpg: `peer_load_s` (the topic consumed from the start into the table,
-  one transaction per fetched batch), lookup `peer_p50_ms` / `peer_p99_ms`, `peer_table_mb`, and `correct`
-  (its answers equal the index's).
+  decoded with json.loads, one transaction per fetched batch: version-guarded upsert, delete, COPY),
+  lookup `peer_p50_ms` / `peer_p99_ms`, `peer_table_mb`, and `correct` (its answers equal the index's).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 import uuid
@@ -638,10 +641,15 @@ async def run(size: int, args: argparse.Namespace) -> None:
     )
 
 
-async def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> None:
+    """One size in this process; several sizes each in a process of its own, so that memory freed by one size
+    cannot be reused by the next and hide its RSS growth."""
+    if len(args.sizes) == 1:
+        asyncio.run(run(args.sizes[0], args))
+        return
     for size in args.sizes:
-        await run(size, args)
-        gc.collect()
+        options = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items() if name != "sizes"]
+        subprocess.run([sys.executable, __file__, f"--sizes={size}", *options], check=True)
 
 
 def sizes(text: str) -> list[int]:
@@ -656,4 +664,4 @@ if __name__ == "__main__":
     parser.add_argument("--checks", type=int, default=5_000)
     parser.add_argument("--peer-trace-limit", type=int, default=20_000, help="trace the peer's memory up to here")
     parser.add_argument("--limit-s", type=float, default=60.0, help="longest cold start of the index")
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())
