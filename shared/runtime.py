@@ -6,10 +6,13 @@ relay, and the consumers joining their groups. A broker that is down, or one tha
 group so the new one waits for its assignment indefinitely (noida-db does), therefore never keeps
 `/healthz` from answering or SIGTERM from stopping the process; `/readyz` says what is still missing.
 
-Readiness: the database is required; the broker is reported only (writes wait in the outbox, webhooks must
-keep answering); each subscription is required to have joined its group once, so a replica takes traffic
-only when it also consumes. Later rebalances do not flip readiness: every replica rebalances at once, and
-taking all of them out of the load balancer for it would be an outage.
+Readiness: the database is required; so is Kafka until the service first connected to it (`kafka`:
+"connecting: <the step it retries> (last error: ...)"), while HTTP already serves and writes wait in the
+outbox for the relay, which starts with the producer and publishes them then. After that the broker is
+reported only (writes wait in the outbox, webhooks must keep answering); each subscription is required to
+have joined its group once, so a replica takes traffic only when it also consumes. Later rebalances do not
+flip readiness: every replica rebalances at once, and taking all of them out of the load balancer for it would
+be an outage.
 
 Shutdown order matters for "never lose a page": stop taking HTTP (in-flight requests finish), stop the
 consumers (an unfinished message is not committed and will be redelivered; a clean stop also leaves the
@@ -97,6 +100,8 @@ class Service:
         self._context: dict[web.AppKey[Any], Any] = {}
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._connecting: asyncio.Task[None] | None = None
+        self._kafka_step = "connecting"  # what `_connect_kafka` is doing; "" once it is done
+        self._kafka_error: str | None = None
         self._producer_started = False
         self._runner: web.AppRunner | None = None
         self._stopping = False
@@ -197,6 +202,7 @@ class Service:
         app[READINESS].extend(
             [
                 ("database", self._database_ready, True),
+                ("kafka", self._kafka_ready, True),
                 ("broker", self._broker_ready, False),
                 *([("consumers", self._consumers_ready, True)] if self._memberships else []),
             ]
@@ -238,6 +244,8 @@ class Service:
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
         await self._retry("start the consumers", self._start_consumers)
+        self._kafka_step, self._kafka_error = "", None
+        log.info("connected to Kafka")
 
     async def _start_producer(self) -> None:
         producer = AIOKafkaProducer(
@@ -265,14 +273,15 @@ class Service:
             raise
         log.info("consumers started")
 
-    @staticmethod
-    async def _retry(what: str, attempt: Callable[[], Awaitable[object]], max_backoff_s: float = 10.0) -> None:
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[object]], max_backoff_s: float = 5.0) -> None:
+        self._kafka_step, self._kafka_error = f"connecting: {what}", None
         backoff = 0.5
         while True:
             try:
                 await attempt()
                 return
             except Exception as exc:
+                self._kafka_error = repr(exc)
                 log.warning(f"cannot {what} yet; retrying", error=repr(exc), backoff_s=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
@@ -341,6 +350,11 @@ class Service:
         if self._stopping:
             raise RuntimeError("shutting down")
         await self.pool.fetchval("SELECT 1")
+
+    async def _kafka_ready(self) -> None:
+        if self._kafka_step:
+            why = f" (last error: {self._kafka_error})" if self._kafka_error else ""
+            raise ConnectionError(self._kafka_step + why)
 
     async def _broker_ready(self) -> None:
         if not await self.broker.ping(timeout=2.0):
