@@ -53,11 +53,15 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 
 
 class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Whether one subscription's consumer has been given its assignment (possibly empty) at least once."""
+    """Whether one subscription's consumer has been given its assignment (possibly empty) at least once, and
+    which partitions it holds now."""
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, topic: str, catch_up: bool) -> None:
         self.group = group
+        self.topic = topic
         self.joined = asyncio.Event()
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.catch_up = _CatchUp() if catch_up else None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         pass
@@ -65,7 +69,44 @@ class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if not self.joined.is_set():
             log.info("consumer joined its group", group=self.group, partitions=len(assigned))
+        self.assigned = frozenset(assigned)
         self.joined.set()
+
+
+class _CatchUp:
+    """Whether a projection's consumer has handled what its partitions held when it got them.
+
+    The target of a partition is its high watermark in the first fetch response after the assignment: the
+    end offset as the fetch saw it. Not ListOffsets: Tansu answers "latest" with offsets far below the records
+    it serves (seen: 913 where the partition ran to 1590, and still after a minute), while its fetch responses
+    carry the true end. Progress is the group's committed offset, read through the consumer's own group client
+    (faststream commits after the handler returned, so committed means applied). Once every partition it holds
+    has reached its target the projection counts as caught up for good: falling behind later is lag, not a
+    reason to leave the load balancer.
+    """
+
+    def __init__(self) -> None:
+        self.targets: dict[TopicPartition, int] = {}
+        self.done = False
+
+    async def behind(self, consumer: Any, assigned: frozenset[TopicPartition]) -> tuple[int, int]:
+        """(records behind, partitions whose end is not known yet) over the partitions held now."""
+        if self.done:
+            return 0, 0
+        unknown = 0
+        for tp in assigned:
+            if tp not in self.targets:
+                end = consumer.highwater(tp)
+                if end is None:
+                    unknown += 1
+                    continue
+                self.targets[tp] = end
+        measured = [tp for tp in assigned if tp in self.targets]
+        committed = await asyncio.gather(*(consumer.committed(tp) for tp in measured))
+        lag = sum(max(0, self.targets[tp] - (c or 0)) for tp, c in zip(measured, committed, strict=True))
+        if not lag and not unknown:
+            self.done = True
+        return lag, unknown
 
 
 class Service:
@@ -114,7 +155,13 @@ class Service:
         return self._pool
 
     def subscriber(
-        self, topic: Topic, *, group: str | None = None, batch: bool = False, max_records: int | None = None
+        self,
+        topic: Topic,
+        *,
+        group: str | None = None,
+        batch: bool = False,
+        max_records: int | None = None,
+        catch_up: bool | None = None,
     ) -> Callable[[Callable[..., Any]], Any]:
         """Register a handler for `topic` in its own consumer group, `<service>.<topic>` unless `group` is given.
 
@@ -124,9 +171,13 @@ class Service:
         With `batch=True` the handler takes a list of messages, up to `max_records` (default
         `CONSUMER_BATCH_MAX_RECORDS`) of one fetch, and applies them in one transaction: see
         `shared.kafka.batch_subscriber` for the rules.
+
+        A subscription that projects a compacted snapshot topic (`catch_up`, by default whether `topic` is
+        compacted) keeps the service unready until it has handled what the topic held when it started, so a
+        new replica never answers from a half-built projection (`/readyz`: "projections").
         """
         group = group or f"{self.settings.service_name}.{topic.name}"
-        membership = _Membership(group)
+        membership = _Membership(group, topic.name, topic.compacted if catch_up is None else catch_up)
         self._memberships.append(membership)
         if batch:
             message_type = topic.messages[0] if len(topic.messages) == 1 else Union[topic.messages]  # noqa: UP007
@@ -205,6 +256,7 @@ class Service:
                 ("kafka", self._kafka_ready, True),
                 ("broker", self._broker_ready, False),
                 *([("consumers", self._consumers_ready, True)] if self._memberships else []),
+                *([("projections", self._projections_ready, True)] if self._catching_up() else []),
             ]
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=s.shutdown_grace_s / 2)
@@ -359,6 +411,32 @@ class Service:
     async def _broker_ready(self) -> None:
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("Kafka broker unreachable")
+
+    def _catching_up(self) -> list[_Membership]:
+        return [m for m in self._memberships if m.catch_up is not None]
+
+    async def _projections_ready(self) -> None:
+        behind = []
+        for m in self._catching_up():
+            assert m.catch_up is not None
+            if m.catch_up.done:
+                continue
+            consumer = self._consumer_of(m.group)
+            if consumer is None or not m.joined.is_set():
+                behind.append(f"{m.topic} (not assigned yet)")
+                continue
+            lag, unknown = await asyncio.wait_for(m.catch_up.behind(consumer, m.assigned), 2.0)
+            if lag or unknown:
+                pending = f", {unknown} partition(s) not fetched yet" if unknown else ""
+                behind.append(f"{m.topic} behind by {lag} records{pending}")
+        if behind:
+            raise RuntimeError("catching up: " + "; ".join(behind))
+
+    def _consumer_of(self, group: str) -> Any:
+        for sub in self.broker.subscribers:
+            if getattr(sub, "group_id", None) == group:
+                return getattr(sub, "consumer", None)
+        return None
 
     async def _consumers_ready(self) -> None:
         waiting = [m.group for m in self._memberships if not m.joined.is_set()]
