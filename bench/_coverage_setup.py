@@ -91,14 +91,19 @@ def env() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_services(*names: str) -> AsyncIterator[dict[str, ServiceProcess]]:
-    """The services started, ready, and terminated at the end however the benchmark ends."""
+async def running_services(
+    *names: str, extra: dict[str, Callable[[int], dict[str, str]]] | None = None
+) -> AsyncIterator[dict[str, ServiceProcess]]:
+    """The services started, ready, and terminated at the end however the benchmark ends; `extra[name](port)`
+    adds settings to a service that depend on its port (e.g. the public URL its webhooks are signed for)."""
     logs = Path(tempfile.mkdtemp(prefix="oncall-bench-coverage-"))
     procs: dict[str, ServiceProcess] = {}
     ok = False
     try:
         for name in names:
-            procs[name] = start_service(name, env=env(), port=free_port(), log_path=logs / f"{name}.log")
+            port = free_port()
+            own = (extra or {}).get(name, lambda _: {})(port)
+            procs[name] = start_service(name, env=env() | own, port=port, log_path=logs / f"{name}.log")
         await asyncio.gather(*(asyncio.to_thread(p.wait_ready, 90) for p in procs.values()))
         yield procs
         ok = all(p.alive for p in procs.values())
