@@ -163,6 +163,29 @@ class NotificationAttempted(Message):
     error: str | None = None
 
 
+class CallAlertChanged(Message):
+    """The whole current state of one call-routing alert, published by callrouter on every change (opened,
+    voicemail attached, escalating, acknowledged, resolved); `version` grows with each."""
+
+    entity_field: ClassVar[str] = "alert_id"
+    type: Literal["CallAlertChanged"] = "CallAlertChanged"
+
+    alert_id: UUID
+    version: int = Field(ge=1)
+    call_id: UUID
+    routing_number: str
+    caller: str
+    policy_id: UUID
+    status: Literal["open", "acknowledged", "resolved"]
+    summary: str
+    voicemail_url: str | None = None
+    escalating: bool
+    acknowledged_by: UUID | None = None
+    acknowledged_at: AwareDatetime | None = None
+    resolved_by: UUID | None = None
+    resolved_at: AwareDatetime | None = None
+
+
 Source = Literal["layer", "static", "override", "coverage", "gap"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.messages import (
+    CallAlertChanged,
     CoverageApplied,
     CoverageRejected,
     CoverageRequestAccepted,
@@ -57,6 +58,7 @@ NOTIFICATION_COMMANDS = Topic("notifier.commands.v1", "notifier", (SendNotificat
 DELIVERIES = Topic(
     "notifier.deliveries.v1", "notifier", (NotificationQueued, NotificationAttempted, NotificationAcknowledged)
 )
+CALL_ALERTS = Topic("callrouter.alerts.v1", "callrouter", (CallAlertChanged,), compacted=True)
 
 ALL_TOPICS = (
     USERS,
@@ -68,6 +70,7 @@ ALL_TOPICS = (
     COVERAGE_REQUESTS,
     NOTIFICATION_COMMANDS,
     DELIVERIES,
+    CALL_ALERTS,
 )
 
 

@@ -426,6 +426,7 @@ class Alert:
     acknowledged_at: datetime | None = None
     resolved_by: UUID | None = None
     resolved_at: datetime | None = None
+    version: int = 1
 
 
 @dataclass(frozen=True)

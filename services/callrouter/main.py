@@ -10,7 +10,7 @@ from services.callrouter.service.calls import Desk, Urls
 from services.callrouter.settings import Settings
 from shared.logs import get_logger
 from shared.runtime import Service
-from shared.topics import DELIVERIES, NOTIFICATION_COMMANDS, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
+from shared.topics import CALL_ALERTS, DELIVERIES, NOTIFICATION_COMMANDS, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
 from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 
 log = get_logger(__name__)
@@ -37,7 +37,7 @@ def build(settings: Settings | None = None) -> Service:
     svc = Service(
         settings,
         api,
-        publishes=[NOTIFICATION_COMMANDS],
+        publishes=[NOTIFICATION_COMMANDS, CALL_ALERTS],
         consumes=[USERS, POLICIES, SUPPORT_HOURS, TIMELINES, DELIVERIES],
     )
     calls_desk = desk(settings)

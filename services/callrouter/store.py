@@ -417,7 +417,7 @@ async def save_leg(conn: asyncpg.Connection, leg: Leg) -> None:
 # ----------------------------------------------------------------------------------------------- alerts
 _ALERT = (
     "alert_id, call_id, number_id, policy_id, status, summary, caller, created_at, updated_at, voicemail_url, "
-    "voicemail_s, escalating, round, rule, acknowledged_by, acknowledged_at, resolved_by, resolved_at"
+    "voicemail_s, escalating, round, rule, acknowledged_by, acknowledged_at, resolved_by, resolved_at, version"
 )
 
 
@@ -437,6 +437,12 @@ async def insert_alert(conn: asyncpg.Connection, a: Alert) -> None:
     )
 
 
+async def called_number(conn: asyncpg.Connection, call_id: UUID) -> str:
+    """The routing number a call was made to."""
+    number: str = await conn.fetchval("SELECT to_number FROM calls WHERE call_id = $1", call_id)
+    return number
+
+
 async def get_alert(conn: asyncpg.Connection, alert_id: UUID, *, lock: bool = False) -> Alert | None:
     row = await conn.fetchrow(
         f"SELECT {_ALERT} FROM alerts WHERE alert_id = $1" + (" FOR UPDATE" if lock else ""), alert_id
@@ -448,7 +454,7 @@ async def save_alert(conn: asyncpg.Connection, a: Alert) -> None:
     await conn.execute(
         """UPDATE alerts SET status = $2, voicemail_url = $3, voicemail_s = $4, escalating = $5, round = $6,
                   rule = $7, acknowledged_by = $8, acknowledged_at = $9, resolved_by = $10, resolved_at = $11,
-                  updated_at = $12
+                  updated_at = $12, version = $13
            WHERE alert_id = $1""",
         a.id,
         a.status,
@@ -462,6 +468,7 @@ async def save_alert(conn: asyncpg.Connection, a: Alert) -> None:
         a.resolved_by,
         a.resolved_at,
         a.updated_at,
+        a.version,
     )
 
 

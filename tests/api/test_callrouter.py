@@ -357,6 +357,11 @@ async def test_nobody_accepts_voicemail_escalates_rule_by_rule_until_acknowledge
     )
     assert status == 200 and acked["status"] == "acknowledged" and not acked["escalating"]
     assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.timers WHERE key = $1", alert["id"]) == 0
+    published = await _alert_events(rig.pool, alert["id"])
+    assert [p["version"] for p in published] == list(range(1, len(published) + 1))
+    assert published[0]["status"] == "open" and published[0]["routing_number"] == number["number"]
+    assert any(p["voicemail_url"] for p in published)
+    assert published[-1]["status"] == "acknowledged" and published[-1]["acknowledged_by"] == str(world.users[1])
 
 
 async def test_without_voicemail_the_caller_is_told_and_the_alert_escalates(
@@ -558,6 +563,16 @@ async def _alert_of_call(rig: Rig, call_sid: str) -> dict[str, Any]:
     status, alert = await call(rig.client, "GET", f"/v1/call-alerts/{alert_id}", headers=ADMIN)
     assert status == 200
     return alert  # type: ignore[no-any-return]
+
+
+async def _alert_events(pool: asyncpg.Pool, alert_id: str) -> list[dict[str, Any]]:
+    """The alert's CallAlertChanged events staged in the outbox, in order."""
+    rows = await pool.fetch(
+        "SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox WHERE topic = 'callrouter.alerts.v1' "
+        "AND key = $1 ORDER BY id",
+        alert_id,
+    )
+    return [json.loads(r["p"]) for r in rows]
 
 
 async def _paged(pool: asyncpg.Pool, alert_id: str) -> list[str]:

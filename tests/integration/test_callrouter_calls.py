@@ -166,7 +166,9 @@ async def test_nobody_accepts_the_voicemail_lands_on_the_alert_which_escalates(l
         alert["voicemail_url"] + ".wav", auth=aiohttp.BasicAuth(line.sim.account_sid, line.sim.auth_token)
     ) as media:
         assert media.status == 200 and len(await media.read()) > 0
-    rows = await line.pool.fetch("SELECT convert_from(payload, 'UTF8') AS p FROM outbox ORDER BY id")
+    rows = await line.pool.fetch(
+        "SELECT convert_from(payload, 'UTF8') AS p FROM outbox WHERE topic = 'notifier.commands.v1' ORDER BY id"
+    )
     paged = [json.loads(r["p"])["user_id"] for r in rows if alert["id"] in r["p"]]
     assert paged == [str(world.users[0])]  # rule 1 now; rule 2 after its timeout
 

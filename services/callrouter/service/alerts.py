@@ -18,8 +18,8 @@ from shared import timers
 from shared.auth import Principal
 from shared.db import transaction
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.messages import SendNotification
-from shared.outbox import enqueue_all
+from shared.messages import CallAlertChanged, SendNotification
+from shared.outbox import enqueue, enqueue_all
 
 FIRST_STEP = {"round": 0, "rule": 0}
 KEY_PREFIX = "call-alert:"
@@ -32,6 +32,38 @@ class AlertView:
     from_number: str
     to_number: str
     connected_user: UUID | None
+
+
+def _changed(alert: Alert, routing_number: str) -> CallAlertChanged:
+    return CallAlertChanged(
+        alert_id=alert.id,
+        version=alert.version,
+        call_id=alert.call_id,
+        routing_number=routing_number,
+        caller=alert.caller,
+        policy_id=alert.policy_id,
+        status=alert.status,
+        summary=alert.summary,
+        voicemail_url=alert.voicemail_url,
+        escalating=alert.escalating,
+        acknowledged_by=alert.acknowledged_by,
+        acknowledged_at=alert.acknowledged_at,
+        resolved_by=alert.resolved_by,
+        resolved_at=alert.resolved_at,
+    )
+
+
+async def open_alert(conn: asyncpg.Connection, alert: Alert) -> None:
+    """Store a new alert and publish it, in the caller's transaction."""
+    await store.insert_alert(conn, alert)
+    await enqueue(conn, _changed(alert, await store.called_number(conn, alert.call_id)))
+
+
+async def save(conn: asyncpg.Connection, alert: Alert) -> None:
+    """Store a change of the alert and publish its new state, in the caller's transaction."""
+    alert.version += 1
+    await store.save_alert(conn, alert)
+    await enqueue(conn, _changed(alert, await store.called_number(conn, alert.call_id)))
 
 
 def alert_of_key(idempotency_key: str) -> UUID | None:
@@ -86,7 +118,7 @@ async def acknowledge_locked(conn: asyncpg.Connection, alert_id: UUID, user_id: 
         return alert
     alert.status, alert.acknowledged_by, alert.acknowledged_at = "acknowledged", user_id, now
     alert.escalating, alert.updated_at = False, now
-    await store.save_alert(conn, alert)
+    await save(conn, alert)
     await timers.cancel(conn, ESCALATE, str(alert.id))
     await store.add_events(conn, alert.call_id, [CallEvent(now, "acknowledged", user_id, how)])
     return alert
@@ -120,7 +152,7 @@ async def resolve(pool: asyncpg.Pool, actor: Principal, alert_id: UUID, now: dat
             return alert
         alert.status, alert.resolved_by, alert.resolved_at = "resolved", actor.user_id, now
         alert.escalating, alert.updated_at = False, now
-        await store.save_alert(conn, alert)
+        await save(conn, alert)
         await timers.cancel(conn, ESCALATE, str(alert.id))
         await store.add_events(conn, alert.call_id, [CallEvent(now, "resolved", actor.user_id)])
         return alert
@@ -161,7 +193,7 @@ async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime)
         step = escalation_step(policy, round_, rule, await store.on_call(conn, schedules, now), now)
     if policy is None or step is None:
         alert.escalating, alert.updated_at = False, now
-        await store.save_alert(conn, alert)
+        await save(conn, alert)
         why = "the policy is not known" if policy is None else "every rule was paged; nobody acknowledged"
         await store.add_events(conn, alert.call_id, [CallEvent(now, "escalation ended", detail=why)])
         return
@@ -189,7 +221,7 @@ async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime)
         ],
     )
     alert.escalating, alert.round, alert.rule, alert.updated_at = step.next_at is not None, round_, rule, now
-    await store.save_alert(conn, alert)
+    await save(conn, alert)
     where = f"rule {rule + 1}, round {round_ + 1}"
     await store.add_events(
         conn,

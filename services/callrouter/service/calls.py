@@ -333,7 +333,7 @@ async def _open_alert(
         created_at=now,
         updated_at=now,
     )
-    await store.insert_alert(conn, alert)
+    await alerts.open_alert(conn, alert)
     call.alert_id = alert.id
     await store.save_call(conn, call)
 
@@ -460,7 +460,7 @@ async def recorded(
         alert = await store.get_alert(conn, call.alert_id, lock=True)
         if alert is not None and alert.voicemail_url is None and url:
             alert.voicemail_url, alert.voicemail_s, alert.updated_at = url, duration_s, now
-            await store.save_alert(conn, alert)
+            await alerts.save(conn, alert)
             await store.add_events(conn, call.id, [CallEvent(now, "voicemail left", detail=f"{duration_s or 0} s")])
             await _start_escalation(conn, call, now)
         return _bye(number, texts(number.language if number else "en").thanks_message)
