@@ -396,6 +396,34 @@ def _run_seed(env: dict[str, str], procs: dict[str, ServiceProcess], run_dir: Pa
         raise ProcessError(f"tools.seed calls failed (exit {done.returncode})")
 
 
+def _connect_routing_number(run_dir: Path, simulator_url: str, webhook_url: str) -> None:
+    """Point the demo routing number at callrouter through the gateway, in the telephony simulator: what buying
+    the number and setting its voice URL and status callback is at Twilio."""
+    number = _seeded(run_dir).get("routing_number")
+    if not number:
+        return
+    hooks = webhook_url.rstrip("/") + "/webhooks/twilio/calls"
+    body = json.dumps({"voice_url": f"{hooks}/incoming", "status_callback": f"{hooks}/status"}).encode()
+    request = urllib.request.Request(
+        f"{simulator_url}/_sim/numbers/{urllib.parse.quote(number)}", data=body, method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+    # the demo people pick up after a few rings and press 1 (`make call RESPONDERS=...` scripts others per call)
+    from tools.seed import PEOPLE
+
+    picks_up = json.dumps({"answer": "answer", "ring_s": 4, "steps": [{"press": "1"}], "talk_s": 20}).encode()
+    for person in PEOPLE:
+        if person.get("phone"):
+            request = urllib.request.Request(
+                f"{simulator_url}/_sim/parties/{urllib.parse.quote(str(person['phone']))}", data=picks_up,
+                method="PUT", headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answer.read()
+
+
 def _seeded(run_dir: Path) -> dict[str, str]:
     try:
         return dict(json.loads((run_dir / "seed.json").read_text()))
@@ -423,6 +451,7 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external", extra)
     edge = gateway.up(run_dir, {name: proc.base_url for name, proc in procs.items()}, edge_ports)
     _run_seed(env, procs, run_dir)
+    _connect_routing_number(run_dir, fakes["fake-twilio"].url, hooks["PUBLIC_WEBHOOK_URL"])
     print(infra.format_status(infra.status(run_dir)))
     print()
     for name, proc in procs.items():
@@ -439,6 +468,7 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     )
     notifier = procs["notifier"].base_url
     coverage = procs["coverage"].base_url
+    hotline = _seeded(run_dir).get("routing_number", "+4930555000100")
     schedule = notifier = coverage = edge.api_url  # the examples go through the gateway, as the app does
     seeded = _seeded(run_dir)
     people: dict[str, dict[str, str]] = seeded.get("users", {})  # type: ignore[assignment]
@@ -496,6 +526,12 @@ print(json.dumps({{"recipient_ids": ["{sam}"], "start": s["start"], "end": s["en
   curl -s {fakes["fake-apns"].inspect_url}/_fake/pushes    # every push the APNs fake accepted
   curl -s {fakes["fake-fcm"].inspect_url}/_fake/messages  # ... the FCM fake
   curl -s {fakes["fake-twilio"].inspect_url}/_fake/calls     # every call the Twilio fake placed
+
+  # call routing: ring the demo hotline, press 1, and watch whom callrouter dials (the demo people pick up and
+  # press 1; script them otherwise), then the call's alert with its timeline:
+  make call TO={hotline} DIGITS=1
+  make call TO={hotline} SAY=outage RESPONDERS='+12125550101=busy +4915112345601=no-answer'
+  curl -s -H "Authorization: Bearer $TOKEN" {edge.api_url}/v1/call-alerts
 
 Then: make status | make logs NAME=notifier | make down""")
     return 0
