@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import shared.db
+from services.callrouter.service import alerts
 from services.callrouter.service.kinds import ESCALATE, LEG_DEADLINE
 from shared.messages import WeeklyWindow
 from shared.timers import TimerRunner
@@ -610,3 +611,30 @@ async def test_a_leg_whose_end_never_arrives_counts_as_unanswered(rig: Rig, call
 async def _current_leg(pool: asyncpg.Pool, call_sid: str) -> uuid.UUID:
     leg_id: uuid.UUID = await pool.fetchval("SELECT leg_id FROM callrouter.legs WHERE call_sid = $1", call_sid)
     return leg_id
+
+
+async def test_acknowledging_the_page_on_the_phone_stops_the_escalation(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    """notifier's NotificationAcknowledged for one of the alert's pages (found by its idempotency key)."""
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world, voicemail=False)
+    sid, _ = await choose(rig, number, Digits="1")
+    for _ in range(2):
+        await rig.fire()
+        leg, leg_sid = rig.phones.dialed[-1]
+        await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
+    await rig.fire()
+    alert = await _alert_of_call(rig, sid)
+    rows = await rig.pool.fetch(
+        "SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox WHERE topic = 'notifier.commands.v1'"
+    )
+    (page,) = [json.loads(r["p"]) for r in rows if alert["id"] in r["p"]]
+    assert alerts.alert_of_key(page["idempotency_key"]) == uuid.UUID(alert["id"])
+    assert alerts.alert_of_key("coverage-request:1234:created:x") is None
+    await alerts.acknowledge_from_page(rig.pool, uuid.UUID(alert["id"]), world.users[0], datetime.now(UTC), "voice")
+    await alerts.acknowledge_from_page(rig.pool, uuid.UUID(alert["id"]), world.users[1], datetime.now(UTC), "app")
+    status, done = await call(rig.client, "GET", f"/v1/call-alerts/{alert['id']}")
+    assert status == 200 and done["status"] == "acknowledged" and done["acknowledged_by"] == str(world.users[0])
+    assert not done["escalating"]
+    assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.timers WHERE key = $1", alert["id"]) == 0
