@@ -1,4 +1,4 @@
-"""Telephony webhooks: the Twilio signature check every voice webhook runs behind.
+"""Telephony plumbing: the Twilio signature check every voice webhook runs behind, and Twilio's REST client.
 
 Twilio signs the URL it called (the public one, behind the gateway) plus the posted form fields with the
 account's auth token (HMAC-SHA1, base64, in `X-Twilio-Signature`); twilio's `RequestValidator` checks it.
@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
+from twilio.rest import Client
 
 FORM = "application/x-www-form-urlencoded"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -102,3 +104,25 @@ def twilio_webhook(request: web.Request) -> TwilioWebhook:
     if webhook is None:
         raise web.HTTPForbidden(text="Twilio webhooks are not configured")
     return webhook
+
+
+class TwilioRest:
+    """The twilio package's REST client on its async HTTP client, made on first use (the client's aiohttp session
+    needs the running loop). `base_url` replaces https://api.twilio.com (the local telephony simulator)."""
+
+    def __init__(self, account_sid: str, auth_token: str, base_url: str = "https://api.twilio.com") -> None:
+        self._account_sid, self._auth_token, self._base_url = account_sid, auth_token, base_url
+        self._client: Client | None = None
+        self._http: AsyncTwilioHttpClient | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._http = AsyncTwilioHttpClient()
+            self._client = Client(self._account_sid, self._auth_token, http_client=self._http)
+            self._client.api.base_url = self._base_url
+        return self._client
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()

@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from services.callrouter.providers import Dial, TelephonyError
+from shared.webhooks import TwilioRest
 
 TWILIO_API_URL = "https://api.twilio.com"
 EVENTS = ["initiated", "ringing", "answered", "completed"]
@@ -24,10 +24,8 @@ class TwilioCalls:
     """A `Telephony` on Twilio."""
 
     def __init__(self, account_sid: str, auth_token: str, *, base_url: str = TWILIO_API_URL, timeout_s: float = 10.0):
-        self._account_sid, self._auth_token, self._base_url = account_sid, auth_token, base_url
+        self._rest = TwilioRest(account_sid, auth_token, base_url)
         self._timeout_s = timeout_s
-        self._client: Client | None = None
-        self._http: AsyncTwilioHttpClient | None = None
 
     async def dial(self, leg: Dial) -> str:
         placed = await self._do(
@@ -64,8 +62,7 @@ class TwilioCalls:
                 raise
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self._rest.close()
 
     async def _do(self, action: Callable[[Any], Awaitable[Any]]) -> Any:
         try:
@@ -82,9 +79,4 @@ class TwilioCalls:
             raise TelephonyError(str(exc), retry=False) from exc
 
     def _twilio(self) -> Client:
-        # Made on first use: the async HTTP client opens its aiohttp session, which needs the running loop.
-        if self._client is None:
-            self._http = AsyncTwilioHttpClient()
-            self._client = Client(self._account_sid, self._auth_token, http_client=self._http)
-            self._client.api.base_url = self._base_url
-        return self._client
+        return self._rest.client

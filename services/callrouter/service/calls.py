@@ -26,6 +26,7 @@ from services.callrouter.domain import (
     Leg,
     Option,
     RoutingNumber,
+    Texts,
     accepts,
     dial_plan,
     inside_support_hours,
@@ -483,17 +484,34 @@ async def _waiting_for(conn: asyncpg.Connection, leg: Leg, call: Call) -> bool:
     return current is not None and current.id == leg.id
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    leg: Leg
+    call: Call
+    number: RoutingNumber | None
+    said: Texts
+
+
+async def _waiting_leg(conn: asyncpg.Connection, leg_id: UUID) -> _Waiting | Goodbye:
+    """The leg, its locked call and what to say, if the call waits for this leg; else the goodbye to say."""
+    found = await _leg_and_call(conn, leg_id)
+    if found is None:
+        return _bye(None)
+    leg, call = found
+    number = await store.get_number(conn, call.number_id)
+    said = texts(number.language if number else "en")
+    if not await _waiting_for(conn, leg, call):
+        return _bye(number, said.caller_gone)
+    return _Waiting(leg, call, number, said)
+
+
 async def responder_answered(pool: asyncpg.Pool, desk: Desk, leg_id: UUID, now: datetime) -> Answer:
     """A dialed responder picked up: they hear the number's name and accept with any key or "continue"."""
     async with transaction(pool) as conn:
-        found = await _leg_and_call(conn, leg_id)
-        if found is None:
-            return _bye(None)
-        leg, call = found
-        number = await store.get_number(conn, call.number_id)
-        said = texts(number.language if number else "en")
-        if not await _waiting_for(conn, leg, call):
-            return _bye(number, said.caller_gone)
+        waiting = await _waiting_leg(conn, leg_id)
+        if isinstance(waiting, Goodbye):
+            return waiting
+        leg, call, number, said = waiting.leg, waiting.call, waiting.number, waiting.said
         leg.state = "answered"
         await store.save_leg(conn, leg)
         await store.add_events(conn, call.id, [CallEvent(now, "answered", leg.user_id)])
@@ -508,14 +526,10 @@ async def responder_input(
     """The responder pressed a key or said "continue" (connected to the caller, who is taken off the queue),
     or anything else (the next one is dialed at once)."""
     async with transaction(pool) as conn:
-        found = await _leg_and_call(conn, leg_id)
-        if found is None:
-            return _bye(None)
-        leg, call = found
-        number = await store.get_number(conn, call.number_id)
-        said = texts(number.language if number else "en")
-        if not await _waiting_for(conn, leg, call):
-            return _bye(number, said.caller_gone)
+        waiting = await _waiting_leg(conn, leg_id)
+        if isinstance(waiting, Goodbye):
+            return waiting
+        leg, call, number, said = waiting.leg, waiting.call, waiting.number, waiting.said
         if accepts(digits, speech, number.language if number else "en"):
             leg.state = "accepted"
             call.state, call.connected_user = "connected", leg.user_id

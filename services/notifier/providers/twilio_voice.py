@@ -10,11 +10,11 @@ import asyncio
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from services.notifier.providers import Outcome, VoiceCall
+from shared.webhooks import TwilioRest
 
 TWILIO_API_URL = "https://api.twilio.com"
 # The prompt after the message, by primary language subtag; English for the others.
@@ -71,13 +71,9 @@ class TwilioVoice:
         timeout_s: float = 10.0,
         ring_timeout_s: int = 30,
     ) -> None:
-        self._account_sid = account_sid
-        self._auth_token = auth_token
-        self._base_url = base_url
+        self._rest = TwilioRest(account_sid, auth_token, base_url)
         self._timeout_s = timeout_s
         self._ring_timeout_s = ring_timeout_s
-        self._client: Client | None = None
-        self._http: AsyncTwilioHttpClient | None = None
 
     async def call(self, call: VoiceCall) -> Outcome:
         """Place one call; `provider_id` is its call SID."""
@@ -97,13 +93,7 @@ class TwilioVoice:
         return Outcome("sent", provider_id=placed.sid)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self._rest.close()
 
     def _twilio(self) -> Client:
-        # Made on first use: the async HTTP client opens its aiohttp session, which needs the running loop.
-        if self._client is None:
-            self._http = AsyncTwilioHttpClient()
-            self._client = Client(self._account_sid, self._auth_token, http_client=self._http)
-            self._client.api.base_url = self._base_url
-        return self._client
+        return self._rest.client
