@@ -224,7 +224,7 @@ class _BatchRunner:
                 message = await self._parse(record)
             if message is not None:
                 parsed.append((record, message))
-        if len(parsed) > 1 and await self._whole([m for _, m in parsed]):
+        if len(parsed) > 1 and await self._whole([m for _, m in parsed], [r for r, _ in parsed]):
             return
         for record, message in parsed:
             with _log_context(record):
@@ -242,10 +242,12 @@ class _BatchRunner:
             await _dead_letter(self._park, record, exc, "unparseable")
             return None
 
-    async def _whole(self, messages: list[Any]) -> bool:
-        """Handle the batch at once, retrying transient failures; False if the handler failed otherwise."""
+    async def _whole(self, messages: list[Any], records: list[Any]) -> bool:
+        """Handle the batch at once, retrying transient failures; False if the handler failed otherwise. Its log
+        lines carry every message's correlation id, so a request is still traced through a batch."""
         backoff = self._policy.first_backoff_s
-        with structlog.contextvars.bound_contextvars(topic=self._topic, batch=len(messages)):
+        ids = [_correlation_id(dict(text_headers(r.headers))) for r in records]
+        with structlog.contextvars.bound_contextvars(topic=self._topic, batch=len(messages), correlation_ids=ids):
             while True:
                 try:
                     await self._handler(messages)
@@ -351,6 +353,10 @@ class _Guard(BaseMiddleware):
         await _dead_letter(self._park, record, exc, why)
 
 
+def _correlation_id(headers: dict[str, str]) -> str | None:
+    return headers.get(CORRELATION_ID) or headers.get("event_id")
+
+
 def _log_context(record: Any) -> Any:
     headers = dict(text_headers(record.headers))
     return structlog.contextvars.bound_contextvars(
@@ -358,7 +364,7 @@ def _log_context(record: Any) -> Any:
         partition=record.partition,
         offset=record.offset,
         event_id=headers.get("event_id"),
-        **{CORRELATION_ID: headers.get(CORRELATION_ID) or headers.get("event_id")},
+        **{CORRELATION_ID: _correlation_id(headers)},
     )
 
 

@@ -20,7 +20,7 @@ from pydantic_core import to_json
 from shared.db import transaction
 from shared.inbox import claim, claim_many
 from shared.logs import get_logger
-from shared.messages import Message
+from shared.messages import Message, ScheduleTimeline
 
 
 class Snapshot(Protocol):
@@ -60,7 +60,10 @@ async def project_batch(
     async with transaction(pool) as conn:
         fresh = await fresh_events(conn, consumer, snapshots)
         changed = await upsert_many(conn, newest(fresh)) if fresh else []  # type: ignore[type-var]
-    log.info("snapshots projected", consumer=consumer, received=len(snapshots), new=len(fresh), changed=len(changed))
+    log.info(
+        "snapshots projected", consumer=consumer, received=len(snapshots), new=len(fresh), changed=len(changed),
+        keys=[str(k) for k in changed],
+    )
     return len(changed)
 
 
@@ -124,3 +127,48 @@ async def upsert_snapshots(
         document,
     )
     return [r[key_column] for r in changed]
+
+
+# ------------------------------------------------------------------------------------- published timelines
+# A service that keeps schedule's published timelines in PostgreSQL has the tables `timelines` (one row per
+# schedule: version, name, zone, horizon) and `timeline_shifts` (schedule_id, starts_at, ends_at, user_id,
+# source; gaps left out) in its schema, created by its own migration (coverage's and callrouter's 0001/0002).
+
+
+def _timeline_row(timeline: ScheduleTimeline) -> dict[str, object]:
+    return {
+        "schedule_id": timeline.schedule_id,
+        "name": timeline.name,
+        "time_zone": timeline.time_zone,
+        "horizon_start": timeline.horizon_start,
+        "horizon_end": timeline.horizon_end,
+    }
+
+
+async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
+    """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
+    return bool(await replace_timelines(conn, [timeline]))
+
+
+async def replace_timelines(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> list[ScheduleTimeline]:
+    """`replace_timeline` for timelines of distinct schedules, one statement per table; those that replaced the
+    old one, in the order given."""
+    changed = set(
+        await upsert_snapshots(conn, "timelines", "schedule_id", [(t.version, _timeline_row(t)) for t in timelines])
+    )
+    replaced = [t for t in timelines if t.schedule_id in changed]
+    if replaced:
+        await conn.execute(
+            "DELETE FROM timeline_shifts WHERE schedule_id = ANY($1::uuid[])", [t.schedule_id for t in replaced]
+        )
+        await conn.copy_records_to_table(
+            "timeline_shifts",
+            records=[
+                (t.schedule_id, s.start, s.end, s.user_id, s.source)
+                for t in replaced
+                for s in t.segments
+                if s.user_id is not None
+            ],
+            columns=["schedule_id", "starts_at", "ends_at", "user_id", "source"],
+        )
+    return replaced

@@ -23,24 +23,25 @@ from shared.topics import DELIVERIES, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
 
 
 def register(svc: Service, desk: Desk) -> None:
-    @svc.subscriber(USERS)
-    async def on_user(snapshot: UserSnapshot) -> None:
+    # Snapshot topics come in batches (one transaction each): a fresh replica replays them from the start.
+    @svc.subscriber(USERS, batch=True)
+    async def on_users(snapshots: list[UserSnapshot]) -> None:
         """Who can be dialed (active, with a phone) and in which language."""
-        await projections.apply_user(svc.pool, snapshot)
+        await projections.apply_users(svc.pool, snapshots)
 
-    @svc.subscriber(POLICIES)
-    async def on_policy(snapshot: PolicySnapshot) -> None:
+    @svc.subscriber(POLICIES, batch=True)
+    async def on_policies(snapshots: list[PolicySnapshot]) -> None:
         """Whom a routing option dials, and how its alerts escalate."""
-        await projections.apply_policy(svc.pool, snapshot)
+        await projections.apply_policies(svc.pool, snapshots)
 
-    @svc.subscriber(SUPPORT_HOURS)
-    async def on_support_hours(snapshot: SupportHoursSnapshot) -> None:
-        await projections.apply_support_hours(svc.pool, snapshot)
+    @svc.subscriber(SUPPORT_HOURS, batch=True)
+    async def on_support_hours(snapshots: list[SupportHoursSnapshot]) -> None:
+        await projections.apply_support_hours(svc.pool, snapshots)
 
-    @svc.subscriber(TIMELINES)
-    async def on_timeline(timeline: ScheduleTimeline) -> None:
+    @svc.subscriber(TIMELINES, batch=True)
+    async def on_timelines(timelines: list[ScheduleTimeline]) -> None:
         """Who each schedule has on call, so a call is routed while schedule is down."""
-        await projections.apply_timeline(svc.pool, timeline)
+        await projections.apply_timelines(svc.pool, timelines)
 
     @svc.subscriber(DELIVERIES)
     async def on_delivery(event: NotificationAcknowledged | NotificationAttempted | NotificationQueued) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import date, datetime
 from typing import Any
@@ -24,87 +24,68 @@ from services.callrouter.domain import (
     SupportHours,
     WeeklyWindow,
 )
-from shared.messages import PolicySnapshot, ScheduleTimeline, SupportHoursSnapshot, UserSnapshot
-from shared.projection import upsert_snapshot
+from shared.messages import PolicySnapshot, SupportHoursSnapshot, UserSnapshot
+from shared.projection import upsert_snapshot, upsert_snapshots
 
 CONFIG_VERSION = 1
 
 # ------------------------------------------------------------------------------------------- projections
 
 
+def _responder_row(user: UserSnapshot) -> dict[str, object]:
+    return {
+        "user_id": user.user_id,
+        "name": user.name,
+        "phone": user.phone,
+        "language": user.language,
+        "active": user.active,
+        "role": user.role,
+    }
+
+
 async def upsert_responder(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
-    return await upsert_snapshot(
-        conn,
-        "responders",
-        "user_id",
-        user.version,
-        {
-            "user_id": user.user_id,
-            "name": user.name,
-            "phone": user.phone,
-            "language": user.language,
-            "active": user.active,
-            "role": user.role,
-        },
-    )
+    return await upsert_snapshot(conn, "responders", "user_id", user.version, _responder_row(user))
+
+
+async def upsert_responders(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
+    """`upsert_responder` for users of distinct ids in one statement; the ids that changed."""
+    return await upsert_snapshots(conn, "responders", "user_id", [(u.version, _responder_row(u)) for u in users])
+
+
+def _policy_row(policy: PolicySnapshot) -> dict[str, object]:
+    return {
+        "policy_id": policy.policy_id,
+        "name": policy.name,
+        "repeat": policy.repeat,
+        "rules": [r.model_dump(mode="json") for r in policy.rules],
+    }
 
 
 async def upsert_policy(conn: asyncpg.Connection, policy: PolicySnapshot) -> bool:
-    rules = [r.model_dump(mode="json") for r in policy.rules]
-    return await upsert_snapshot(
-        conn,
-        "policies",
-        "policy_id",
-        policy.version,
-        {"policy_id": policy.policy_id, "name": policy.name, "repeat": policy.repeat, "rules": rules},
-    )
+    return await upsert_snapshot(conn, "policies", "policy_id", policy.version, _policy_row(policy))
+
+
+async def upsert_policies(conn: asyncpg.Connection, policies: Sequence[PolicySnapshot]) -> list[Hashable]:
+    return await upsert_snapshots(conn, "policies", "policy_id", [(p.version, _policy_row(p)) for p in policies])
+
+
+def _hours_row(hours: SupportHoursSnapshot) -> dict[str, object]:
+    return {
+        "support_hours_id": hours.support_hours_id,
+        "name": hours.name,
+        "time_zone": hours.time_zone,
+        "windows": [w.model_dump(mode="json") for w in hours.windows],
+        "holidays": list(hours.holidays),
+    }
 
 
 async def upsert_support_hours(conn: asyncpg.Connection, hours: SupportHoursSnapshot) -> bool:
-    windows = [w.model_dump(mode="json") for w in hours.windows]
-    return await upsert_snapshot(
-        conn,
-        "support_hours",
-        "support_hours_id",
-        hours.version,
-        {
-            "support_hours_id": hours.support_hours_id,
-            "name": hours.name,
-            "time_zone": hours.time_zone,
-            "windows": windows,
-            "holidays": list(hours.holidays),
-        },
-    )
+    return await upsert_snapshot(conn, "support_hours", "support_hours_id", hours.version, _hours_row(hours))
 
 
-async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
-    """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
-    changed = await upsert_snapshot(
-        conn,
-        "timelines",
-        "schedule_id",
-        timeline.version,
-        {
-            "schedule_id": timeline.schedule_id,
-            "name": timeline.name,
-            "time_zone": timeline.time_zone,
-            "horizon_start": timeline.horizon_start,
-            "horizon_end": timeline.horizon_end,
-        },
-    )
-    if not changed:
-        return False
-    await conn.execute("DELETE FROM timeline_shifts WHERE schedule_id = $1", timeline.schedule_id)
-    await conn.copy_records_to_table(
-        "timeline_shifts",
-        records=[
-            (timeline.schedule_id, s.start, s.end, s.user_id, s.source)
-            for s in timeline.segments
-            if s.user_id is not None
-        ],
-        columns=["schedule_id", "starts_at", "ends_at", "user_id", "source"],
-    )
-    return True
+async def upsert_many_support_hours(conn: asyncpg.Connection, many: Sequence[SupportHoursSnapshot]) -> list[Hashable]:
+    rows = [(h.version, _hours_row(h)) for h in many]
+    return await upsert_snapshots(conn, "support_hours", "support_hours_id", rows)
 
 
 async def on_call(conn: asyncpg.Connection, schedule_ids: Iterable[UUID], at: datetime) -> dict[UUID, UUID | None]:

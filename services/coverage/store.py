@@ -11,7 +11,7 @@ import asyncpg
 
 from services.coverage.domain import CoverageRequest, People, Piece, Recipient, Shift, Status, Transition
 from shared.logs import get_logger
-from shared.messages import ScheduleTimeline, TeamSnapshot, UserSnapshot
+from shared.messages import TeamSnapshot, UserSnapshot
 from shared.projection import upsert_snapshot, upsert_snapshots
 
 log = get_logger(__name__)
@@ -53,53 +53,6 @@ async def upsert_team(conn: asyncpg.Connection, team: TeamSnapshot) -> bool:
 async def upsert_teams(conn: asyncpg.Connection, teams: Sequence[TeamSnapshot]) -> list[Hashable]:
     """`upsert_team` for teams of distinct ids in one statement; the ids that changed."""
     return await upsert_snapshots(conn, "teams", "team_id", [(t.version, _team_row(t)) for t in teams])
-
-
-def _timeline_row(timeline: ScheduleTimeline) -> dict[str, object]:
-    return {
-        "schedule_id": timeline.schedule_id,
-        "name": timeline.name,
-        "time_zone": timeline.time_zone,
-        "horizon_start": timeline.horizon_start,
-        "horizon_end": timeline.horizon_end,
-    }
-
-
-async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
-    """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
-    changed = await upsert_snapshot(conn, "timelines", "schedule_id", timeline.version, _timeline_row(timeline))
-    if not changed:
-        return False
-    await _replace_shifts(conn, [timeline])
-    return True
-
-
-async def replace_timelines(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> list[ScheduleTimeline]:
-    """`replace_timeline` for timelines of distinct schedules, one statement per table; those that replaced the
-    old one, in the order given."""
-    changed = set(
-        await upsert_snapshots(conn, "timelines", "schedule_id", [(t.version, _timeline_row(t)) for t in timelines])
-    )
-    replaced = [t for t in timelines if t.schedule_id in changed]
-    if replaced:
-        await _replace_shifts(conn, replaced)
-    return replaced
-
-
-async def _replace_shifts(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> None:
-    await conn.execute(
-        "DELETE FROM timeline_shifts WHERE schedule_id = ANY($1::uuid[])", [t.schedule_id for t in timelines]
-    )
-    await conn.copy_records_to_table(
-        "timeline_shifts",
-        records=[
-            (timeline.schedule_id, s.start, s.end, s.user_id, s.source)
-            for timeline in timelines
-            for s in timeline.segments
-            if s.user_id is not None
-        ],
-        columns=["schedule_id", "starts_at", "ends_at", "user_id", "source"],
-    )
 
 
 async def is_deactivated(db: Db, user_id: UUID) -> bool:

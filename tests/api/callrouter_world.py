@@ -37,6 +37,7 @@ from shared.messages import (
     UserSnapshot,
     WeeklyWindow,
 )
+from shared.projection import replace_timeline
 from shared.timers import Timer, TimerRunner
 from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 from tests.api.conftest import service_app
@@ -180,7 +181,7 @@ class World:
             if schedule_id is not None and on_call is not None:
                 now = datetime.now(UTC)
                 start, end = now - timedelta(days=1), now + timedelta(days=1)
-                await store.replace_timeline(
+                await replace_timeline(
                     conn,
                     ScheduleTimeline(
                         schedule_id=schedule_id,

@@ -26,7 +26,7 @@ from shared.messages import (
     TeamSnapshot,
     UserSnapshot,
 )
-from shared.projection import fresh_events, newest, project_batch, project_once
+from shared.projection import fresh_events, newest, project_batch, project_once, replace_timeline, replace_timelines
 from shared.timers import Timer
 
 log = get_logger(__name__)
@@ -66,7 +66,7 @@ async def on_timeline(pool: asyncpg.Pool, timeline: ScheduleTimeline, now: datet
     async with transaction(pool) as conn:
         if not await claim(conn, TIMELINES_CONSUMER, timeline.event_id):
             return
-        if not await store.replace_timeline(conn, timeline):
+        if not await replace_timeline(conn, timeline):
             return
         await _check_pending_on(conn, timeline, now)
 
@@ -76,7 +76,7 @@ async def on_timelines(pool: asyncpg.Pool, timelines: Sequence[ScheduleTimeline]
     the held one (one statement per table), then the pending requests on each replaced one are checked."""
     async with transaction(pool) as conn:
         fresh = await fresh_events(conn, TIMELINES_CONSUMER, timelines)
-        for timeline in await store.replace_timelines(conn, newest(fresh)):
+        for timeline in await replace_timelines(conn, newest(fresh)):
             await _check_pending_on(conn, timeline, now)
 
 
