@@ -453,6 +453,19 @@ async def save_alert(conn: asyncpg.Connection, a: Alert) -> None:
     )
 
 
+async def alerts_after(conn: asyncpg.Connection, after: tuple[datetime, UUID] | None, limit: int) -> list[Alert]:
+    """Alerts oldest first, after the (created_at, id) given."""
+    rows = await conn.fetch(
+        f"""SELECT {_ALERT} FROM alerts
+            WHERE $1::timestamptz IS NULL OR (created_at, alert_id) > ($1, $2)
+            ORDER BY created_at, alert_id LIMIT $3""",
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [_alert(r) for r in rows]
+
+
 # Who may see an alert besides admins: people on its policy (a rule's users, or anyone holding a shift on a rule's
 # schedules), and anyone the call or its escalation reached.
 _VISIBLE = """(

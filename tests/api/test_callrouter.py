@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import shared.db
+from services.callrouter.republish import republish
 from services.callrouter.service import alerts
 from services.callrouter.service.kinds import ESCALATE, LEG_DEADLINE
 from shared.messages import WeeklyWindow
@@ -638,3 +639,17 @@ async def test_acknowledging_the_page_on_the_phone_stops_the_escalation(
     assert status == 200 and done["status"] == "acknowledged" and done["acknowledged_by"] == str(world.users[0])
     assert not done["escalating"]
     assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.timers WHERE key = $1", alert["id"]) == 0
+
+
+async def test_republishing_stages_every_alerts_current_state(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world, voicemail_only=True)
+    sids = [(await ring(rig, number))[0] for _ in range(3)]
+    ids = [(await _alert_of_call(rig, sid))["id"] for sid in sids]
+    before = {i: len(await _alert_events(rig.pool, i)) for i in ids}
+    staged = await republish(rig.pool)
+    assert staged >= 3
+    for alert_id in ids:
+        events = await _alert_events(rig.pool, alert_id)
+        assert len(events) == before[alert_id] + 1
+        assert events[-1]["version"] == events[-2]["version"] and events[-1]["status"] == "open"

@@ -34,7 +34,8 @@ class AlertView:
     connected_user: UUID | None
 
 
-def _changed(alert: Alert, routing_number: str) -> CallAlertChanged:
+def changed_event(alert: Alert, routing_number: str) -> CallAlertChanged:
+    """The event publishing the alert's current state."""
     return CallAlertChanged(
         alert_id=alert.id,
         version=alert.version,
@@ -56,14 +57,14 @@ def _changed(alert: Alert, routing_number: str) -> CallAlertChanged:
 async def open_alert(conn: asyncpg.Connection, alert: Alert) -> None:
     """Store a new alert and publish it, in the caller's transaction."""
     await store.insert_alert(conn, alert)
-    await enqueue(conn, _changed(alert, await store.called_number(conn, alert.call_id)))
+    await enqueue(conn, changed_event(alert, await store.called_number(conn, alert.call_id)))
 
 
 async def save(conn: asyncpg.Connection, alert: Alert) -> None:
     """Store a change of the alert and publish its new state, in the caller's transaction."""
     alert.version += 1
     await store.save_alert(conn, alert)
-    await enqueue(conn, _changed(alert, await store.called_number(conn, alert.call_id)))
+    await enqueue(conn, changed_event(alert, await store.called_number(conn, alert.call_id)))
 
 
 def alert_of_key(idempotency_key: str) -> UUID | None:
