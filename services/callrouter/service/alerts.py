@@ -54,10 +54,10 @@ def changed_event(alert: Alert, routing_number: str) -> CallAlertChanged:
     )
 
 
-async def open_alert(conn: asyncpg.Connection, alert: Alert) -> None:
+async def open_alert(conn: asyncpg.Connection, alert: Alert, routing_number: str) -> None:
     """Store a new alert and publish it, in the caller's transaction."""
     await store.insert_alert(conn, alert)
-    await enqueue(conn, changed_event(alert, await store.called_number(conn, alert.call_id)))
+    await enqueue(conn, changed_event(alert, routing_number))
 
 
 async def save(conn: asyncpg.Connection, alert: Alert) -> None:

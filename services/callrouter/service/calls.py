@@ -292,12 +292,19 @@ async def choice(pool: asyncpg.Pool, desk: Desk, call_id: UUID, digits: str, spe
             await store.add_events(conn, call.id, [CallEvent(now, "invalid choice", detail=heard)])
             return await _not_chosen(conn, call, now, _said(number, texts(number.language).not_understood))
         how = f"pressed {digits}" if digits else f"said {speech!r}"
-        await store.add_events(conn, call.id, [CallEvent(now, "option", detail=f"{how}: {option.name}")])
-        return await _route(conn, desk, call, number, option, now)
+        return await _route(
+            conn, desk, call, number, option, now, CallEvent(now, "option", detail=f"{how}: {option.name}")
+        )
 
 
 async def _route(
-    conn: asyncpg.Connection, desk: Desk, call: Call, number: RoutingNumber, option: Option, now: datetime
+    conn: asyncpg.Connection,
+    desk: Desk,
+    call: Call,
+    number: RoutingNumber,
+    option: Option,
+    now: datetime,
+    chosen: CallEvent,
 ) -> Answer:
     policy = await store.policy(conn, option.policy_id)
     await _open_alert(conn, call, number, option, now)
@@ -312,11 +319,10 @@ async def _route(
         plan = dial_plan(policy, on_call, lambda u: u in people and people[u].dialable, desk.rng)
     call.plan = plan
     detail = f"policy {policy.name}: {len(plan)} to dial" if policy else f"policy {option.policy_id} is not known"
-    await store.add_events(conn, call.id, [CallEvent(now, "routing", detail=detail)])
+    await store.add_events(conn, call.id, [chosen, CallEvent(now, "routing", detail=detail)])
     call.state = "dialing"
-    if not await _dial_next(conn, call, now):
+    if not await _dial_next(conn, call, now):  # saves the call when someone is dialed
         return await _nobody_left(conn, desk, call, number, now, enqueued=False)
-    await store.save_call(conn, call)
     return _hold(number, call)
 
 
@@ -334,9 +340,8 @@ async def _open_alert(
         created_at=now,
         updated_at=now,
     )
-    await alerts.open_alert(conn, alert)
-    call.alert_id = alert.id
-    await store.save_call(conn, call)
+    await alerts.open_alert(conn, alert, call.to_number)
+    call.alert_id = alert.id  # stored with the call's next save, in this transaction
 
 
 async def _dial_next(conn: asyncpg.Connection, call: Call, now: datetime) -> bool:
