@@ -412,6 +412,18 @@ class Service:
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("Kafka broker unreachable")
 
+    async def projections_caught_up(self) -> bool:
+        """Whether every projection of a compacted snapshot topic has applied what its partitions held when this
+        replica got them (what `/readyz` waits for): until then the service's copies may be missing or old.
+        Cheap once true (it stays true); before, it asks the broker (at most 2 s)."""
+        if all(m.catch_up is not None and m.catch_up.done for m in self._catching_up()):
+            return True
+        try:
+            await self._projections_ready()
+        except Exception:  # behind, not assigned yet, or the broker did not answer: not caught up
+            return False
+        return True
+
     def _catching_up(self) -> list[_Membership]:
         return [m for m in self._memberships if m.catch_up is not None]
 

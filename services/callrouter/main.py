@@ -1,5 +1,6 @@
 """Process entry point: `python -m services.callrouter.main`."""
 
+import dataclasses
 from datetime import timedelta
 
 from services.callrouter import consumers
@@ -40,7 +41,7 @@ def build(settings: Settings | None = None) -> Service:
         publishes=[NOTIFICATION_COMMANDS, CALL_ALERTS],
         consumes=[USERS, POLICIES, SUPPORT_HOURS, TIMELINES, DELIVERIES],
     )
-    calls_desk = desk(settings)
+    calls_desk = dataclasses.replace(desk(settings), caught_up=svc.projections_caught_up)
     consumers.register(svc, calls_desk)
     svc.provide(DESK, calls_desk)
     svc.provide(

@@ -4,6 +4,7 @@ alerts (escalation by the policy's rules until acknowledged, visibility, callbac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 import xml.etree.ElementTree as ElementTree
@@ -653,3 +654,31 @@ async def test_republishing_stages_every_alerts_current_state(rig: Rig, callrout
         events = await _alert_events(rig.pool, alert_id)
         assert len(events) == before[alert_id] + 1
         assert events[-1]["version"] == events[-2]["version"] and events[-1]["status"] == "open"
+
+
+async def test_a_call_before_the_on_call_data_caught_up_is_not_routed_but_heard(
+    callrouter_pool: asyncpg.Pool, api_database: str
+) -> None:
+    """A replica still reading schedule's published data dials nobody: voicemail (or the nobody-available
+    message), and the alert escalates once its timer fires."""
+    world = await World.build(callrouter_pool, n_users=1, rules=[[0]])
+    phones = RecordingPhones()
+
+    async def behind() -> bool:
+        return False
+
+    desk = dataclasses.replace(new_desk(phones), caught_up=behind)
+    async with TestClient(TestServer(callrouter_app(callrouter_pool, api_database, desk))) as client:
+        rig = Rig(client, callrouter_pool, phones, runner(callrouter_pool, desk))
+        number = await routing_number(rig, world)
+        sid, twiml = await ring(rig, number)
+        assert twiml.find("Gather") is None and twiml.find("Record") is not None
+        await rig.fire()
+        assert phones.dialed == []
+        alert = await _alert_of_call(rig, sid)
+        assert alert["status"] == "open" and alert["timeline"][1]["what"] == "not routed"
+        quiet = await routing_number(rig, world, voicemail=False)
+        sid, twiml = await ring(rig, quiet)
+        assert "No one is available" in said(twiml) and twiml.find("Hangup") is not None
+        await rig.fire()
+        assert await _paged(rig.pool, (await _alert_of_call(rig, sid))["id"]) == [str(world.users[0])]

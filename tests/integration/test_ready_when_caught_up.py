@@ -83,6 +83,7 @@ async def test_ready_only_after_the_snapshots_present_at_start_are_applied(infra
     try:
         assert svc.port is not None
         seen: list[int] = []
+        assert not await svc.projections_caught_up()  # what callrouter asks before routing a call
         deadline = time.monotonic() + 120
         while True:
             status, body = await readyz(svc.port)
@@ -99,6 +100,7 @@ async def test_ready_only_after_the_snapshots_present_at_start_are_applied(infra
         assert seen and max(seen) > 1000, f"never reported as behind by much: {seen[:5]}"
         assert seen[-1] < max(seen), "the lag reported went down as it caught up"
         assert body["checks"]["projections"] == "ok"
+        assert await svc.projections_caught_up()
 
         # Later snapshots are ordinary lag: the service stays ready.
         await publish(infra.kafka_bootstrap, topic, [Thing(thing_id=k, version=VERSIONS + 1) for k in keys[:500]])

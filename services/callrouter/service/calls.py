@@ -11,6 +11,7 @@ the work to the next runner instead of losing it.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -66,6 +67,10 @@ class Urls:
         return f"{self.base}/calls/legs/{leg_id}/{what}"
 
 
+async def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Desk:
     """What running calls needs besides the database."""
@@ -82,6 +87,9 @@ class Desk:
     # as unanswered this long after it stopped ringing, or after its prompt: the caller is never left waiting.
     leg_deadline: timedelta = timedelta(seconds=60)
     rng: random.Random = random.Random()  # noqa: RUF009  (one per process; a test passes a seeded one)
+    # Whether the projections (users, policies, support hours, timelines) have caught up since this replica
+    # started; before that, who is on call may be unknown or old, and no one is dialed (see `incoming`).
+    caught_up: Callable[[], Awaitable[bool]] = _always
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -235,6 +243,14 @@ async def incoming(pool: asyncpg.Pool, desk: Desk, call_sid: str, caller: str, t
         if call is None:  # the same webhook, handled at this moment by another replica
             return _bye(number)
         events = [CallEvent(now, "incoming", detail=f"{caller} called {number.name} ({to})")]
+        if not await desk.caught_up():
+            # A replica still reading schedule's published data could dial the wrong person: the caller is not
+            # routed but heard (voicemail, or told nobody is available), and the alert escalates by the rules
+            # once the escalation timer fires, with the data caught up by then.
+            events.append(CallEvent(now, "not routed", detail="the on-call data is still being loaded"))
+            await store.add_events(conn, call.id, events)
+            await _open_alert(conn, call, number, number.options[0], now)
+            return await _nobody_left(conn, desk, call, number, now, enqueued=False)
         options = await _options_now(conn, number, now)
         if number.voicemail_only or options is None:
             why = "voicemail only" if number.voicemail_only else "outside support hours"
