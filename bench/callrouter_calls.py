@@ -84,11 +84,11 @@ async def stage(database_url: str, n: int) -> list[Target]:
         for _ in range(n)
     ]
     try:
+        users = [uuid.uuid4() for _ in targets]
         async with transaction(pool) as conn:
-            for i, t in enumerate(targets):
-                user = uuid.uuid4()
-                await store.upsert_responder(
-                    conn,
+            await store.upsert_responders(
+                conn,
+                [
                     UserSnapshot(
                         user_id=user,
                         version=1,
@@ -99,18 +99,23 @@ async def stage(database_url: str, n: int) -> list[Target]:
                         language="en-US",
                         role="responder",
                         active=True,
-                    ),
-                )
-                await store.upsert_policy(
-                    conn,
+                    )
+                    for i, (user, t) in enumerate(zip(users, targets, strict=True))
+                ],
+            )
+            await store.upsert_policies(
+                conn,
+                [
                     PolicySnapshot(
                         policy_id=t.policy_id,
                         version=1,
                         name=f"Bench {i}",
                         repeat=0,
                         rules=[PolicyRule(timeout_minutes=5, user_ids=[user])],
-                    ),
-                )
+                    )
+                    for i, (user, t) in enumerate(zip(users, targets, strict=True))
+                ],
+            )
     finally:
         await pool.close()
     return targets

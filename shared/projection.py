@@ -145,14 +145,11 @@ def _timeline_row(timeline: ScheduleTimeline) -> dict[str, object]:
     }
 
 
-async def replace_timeline(conn: asyncpg.Connection, timeline: ScheduleTimeline) -> bool:
-    """Keep `timeline` unless the same or a newer version is held; True if it replaced the old one."""
-    return bool(await replace_timelines(conn, [timeline]))
 
 
 async def replace_timelines(conn: asyncpg.Connection, timelines: Sequence[ScheduleTimeline]) -> list[ScheduleTimeline]:
-    """`replace_timeline` for timelines of distinct schedules, one statement per table; those that replaced the
-    old one, in the order given."""
+    """Keep each of these timelines (distinct schedules) unless the same or a newer version is held, one statement
+    per table; those that replaced the held one, in the order given."""
     changed = set(
         await upsert_snapshots(conn, "timelines", "schedule_id", [(t.version, _timeline_row(t)) for t in timelines])
     )

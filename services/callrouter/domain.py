@@ -364,7 +364,6 @@ LegState = Literal[
     "failed",
     "canceled",
 ]
-LEG_ENDED = frozenset({"declined", "completed", "busy", "no-answer", "failed", "canceled"})
 # Twilio's CallStatus values that mean a call is over.
 CALL_OVER = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 

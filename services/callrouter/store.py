@@ -25,7 +25,7 @@ from services.callrouter.domain import (
     WeeklyWindow,
 )
 from shared.messages import PolicySnapshot, SupportHoursSnapshot, UserSnapshot
-from shared.projection import upsert_snapshot, upsert_snapshots
+from shared.projection import upsert_snapshots
 
 CONFIG_VERSION = 1
 
@@ -43,12 +43,8 @@ def _responder_row(user: UserSnapshot) -> dict[str, object]:
     }
 
 
-async def upsert_responder(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
-    return await upsert_snapshot(conn, "responders", "user_id", user.version, _responder_row(user))
-
-
 async def upsert_responders(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
-    """`upsert_responder` for users of distinct ids in one statement; the ids that changed."""
+    """Keep the newest snapshot of each of these users (distinct ids) in one statement; the ids that changed."""
     return await upsert_snapshots(conn, "responders", "user_id", [(u.version, _responder_row(u)) for u in users])
 
 
@@ -59,10 +55,6 @@ def _policy_row(policy: PolicySnapshot) -> dict[str, object]:
         "repeat": policy.repeat,
         "rules": [r.model_dump(mode="json") for r in policy.rules],
     }
-
-
-async def upsert_policy(conn: asyncpg.Connection, policy: PolicySnapshot) -> bool:
-    return await upsert_snapshot(conn, "policies", "policy_id", policy.version, _policy_row(policy))
 
 
 async def upsert_policies(conn: asyncpg.Connection, policies: Sequence[PolicySnapshot]) -> list[Hashable]:
@@ -79,11 +71,7 @@ def _hours_row(hours: SupportHoursSnapshot) -> dict[str, object]:
     }
 
 
-async def upsert_support_hours(conn: asyncpg.Connection, hours: SupportHoursSnapshot) -> bool:
-    return await upsert_snapshot(conn, "support_hours", "support_hours_id", hours.version, _hours_row(hours))
-
-
-async def upsert_many_support_hours(conn: asyncpg.Connection, many: Sequence[SupportHoursSnapshot]) -> list[Hashable]:
+async def upsert_support_hours(conn: asyncpg.Connection, many: Sequence[SupportHoursSnapshot]) -> list[Hashable]:
     rows = [(h.version, _hours_row(h)) for h in many]
     return await upsert_snapshots(conn, "support_hours", "support_hours_id", rows)
 

@@ -12,7 +12,7 @@ import asyncpg
 from services.coverage.domain import CoverageRequest, People, Piece, Recipient, Shift, Status, Transition
 from shared.logs import get_logger
 from shared.messages import TeamSnapshot, UserSnapshot
-from shared.projection import upsert_snapshot, upsert_snapshots
+from shared.projection import upsert_snapshots
 
 log = get_logger(__name__)
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -33,12 +33,10 @@ def _user_row(user: UserSnapshot) -> dict[str, object]:
     }
 
 
-async def upsert_user(conn: asyncpg.Connection, user: UserSnapshot) -> bool:
-    return await upsert_snapshot(conn, "users", "user_id", user.version, _user_row(user))
 
 
 async def upsert_users(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
-    """`upsert_user` for users of distinct ids in one statement; the ids that changed."""
+    """Keep the newest snapshot of each of these users (distinct ids) in one statement; the ids that changed."""
     return await upsert_snapshots(conn, "users", "user_id", [(u.version, _user_row(u)) for u in users])
 
 
@@ -46,12 +44,10 @@ def _team_row(team: TeamSnapshot) -> dict[str, object]:
     return {"team_id": team.team_id, "name": team.name, "member_ids": team.member_ids}
 
 
-async def upsert_team(conn: asyncpg.Connection, team: TeamSnapshot) -> bool:
-    return await upsert_snapshot(conn, "teams", "team_id", team.version, _team_row(team))
 
 
 async def upsert_teams(conn: asyncpg.Connection, teams: Sequence[TeamSnapshot]) -> list[Hashable]:
-    """`upsert_team` for teams of distinct ids in one statement; the ids that changed."""
+    """Keep the newest snapshot of each of these teams (distinct ids) in one statement; the ids that changed."""
     return await upsert_snapshots(conn, "teams", "team_id", [(t.version, _team_row(t)) for t in teams])
 
 

@@ -37,7 +37,7 @@ from shared.messages import (
     UserSnapshot,
     WeeklyWindow,
 )
-from shared.projection import replace_timeline
+from shared.projection import replace_timelines
 from shared.timers import Timer, TimerRunner
 from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 from tests.api.conftest import service_app
@@ -153,9 +153,9 @@ class World:
         if schedule_id is not None:
             rules_in.append(PolicyRule(timeout_minutes=timeout_minutes, schedule_ids=[schedule_id]))
         async with transaction(pool) as conn:
-            for i, u in enumerate(users):
-                await store.upsert_responder(
-                    conn,
+            await store.upsert_responders(
+                conn,
+                [
                     UserSnapshot(
                         user_id=u,
                         version=1,
@@ -166,32 +166,29 @@ class World:
                         language="en-US",
                         role="responder",
                         active=True,
-                    ),
-                )
-            await store.upsert_policy(
-                conn,
-                PolicySnapshot(
-                    policy_id=policy_id,
-                    version=1,
-                    name="Ops",
-                    repeat=repeat,
-                    rules=rules_in,
-                ),
+                    )
+                    for i, u in enumerate(users)
+                ],
+            )
+            await store.upsert_policies(
+                conn, [PolicySnapshot(policy_id=policy_id, version=1, name="Ops", repeat=repeat, rules=rules_in)]
             )
             if schedule_id is not None and on_call is not None:
                 now = datetime.now(UTC)
                 start, end = now - timedelta(days=1), now + timedelta(days=1)
-                await replace_timeline(
+                await replace_timelines(
                     conn,
-                    ScheduleTimeline(
-                        schedule_id=schedule_id,
-                        version=1,
-                        name="Primary",
-                        time_zone="Europe/Berlin",
-                        horizon_start=start,
-                        horizon_end=end,
-                        segments=[TimelineSegment(start=start, end=end, user_id=users[on_call], source="layer")],
-                    ),
+                    [
+                        ScheduleTimeline(
+                            schedule_id=schedule_id,
+                            version=1,
+                            name="Primary",
+                            time_zone="Europe/Berlin",
+                            horizon_start=start,
+                            horizon_end=end,
+                            segments=[TimelineSegment(start=start, end=end, user_id=users[on_call], source="layer")],
+                        )
+                    ],
                 )
         return cls(pool, users, phones, policy_id, schedule_id)
 
@@ -200,14 +197,16 @@ class World:
         async with transaction(self.pool) as conn:
             await store.upsert_support_hours(
                 conn,
-                SupportHoursSnapshot(
-                    support_hours_id=hours_id,
-                    version=1,
-                    name="Office",
-                    time_zone="Europe/Berlin",
-                    windows=windows,
-                    holidays=holidays or [],
-                ),
+                [
+                    SupportHoursSnapshot(
+                        support_hours_id=hours_id,
+                        version=1,
+                        name="Office",
+                        time_zone="Europe/Berlin",
+                        windows=windows,
+                        holidays=holidays or [],
+                    )
+                ],
             )
         return hours_id
 

@@ -54,12 +54,14 @@ class World:
             role=role,
             active=active,
         )  # type: ignore[arg-type]
-        await workflow.on_user(self.pool, snap, utcnow())
+        await workflow.on_users(self.pool, [snap], utcnow())
         return user_id
 
     async def team(self, *members: UUID) -> UUID:
         team_id = uuid.uuid4()
-        await workflow.on_team(self.pool, TeamSnapshot(team_id=team_id, version=1, name="T", member_ids=list(members)))
+        await workflow.on_teams(
+            self.pool, [TeamSnapshot(team_id=team_id, version=1, name="T", member_ids=list(members))]
+        )
         return team_id
 
     async def timeline(
@@ -87,7 +89,7 @@ class World:
             horizon_end=start + (days + 1) * DAY,
             segments=segments,
         )
-        await workflow.on_timeline(self.pool, timeline, utcnow())
+        await workflow.on_timelines(self.pool, [timeline], utcnow())
         return timeline
 
     def headers(self, name: str, role: str = "responder") -> dict[str, str]:

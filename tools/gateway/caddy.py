@@ -168,13 +168,10 @@ def caddy_env(state_dir: Path) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    """A Caddyfile written to disk, and what it serves."""
+class LocalOrigins:
+    """The local URLs of a gateway's two origins, from its `ports`."""
 
-    path: Path
     ports: dict[OriginName, int]
-    digest: str
 
     @property
     def api_url(self) -> str:
@@ -183,6 +180,15 @@ class GatewayConfig:
     @property
     def webhooks_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['webhooks']}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig(LocalOrigins):
+    """A Caddyfile written to disk, and what it serves."""
+
+    path: Path
+    ports: dict[OriginName, int]
+    digest: str
 
 
 def write_config(

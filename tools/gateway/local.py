@@ -25,19 +25,11 @@ TRUSTED_PROXIES = "127.0.0.1"
 
 
 @dataclass(frozen=True)
-class GatewayRecord:
+class GatewayRecord(caddy.LocalOrigins):
     pid: int
     ports: dict[OriginName, int]
     digest: str
     log_path: Path
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['api']}"
-
-    @property
-    def webhooks_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['webhooks']}"
 
     def attach(self) -> OsProcess | None:
         return OsProcess.attach(self.pid, "caddy")

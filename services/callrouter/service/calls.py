@@ -11,7 +11,7 @@ the work to the next runner instead of losing it.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -26,6 +26,7 @@ from services.callrouter.domain import (
     CallEvent,
     Leg,
     Option,
+    Responder,
     RoutingNumber,
     Texts,
     accepts,
@@ -326,6 +327,7 @@ async def _route(
     await _open_alert(conn, call, number, option, now)
     call.option_digit, call.policy_id = option.digit, option.policy_id
     plan: list[UUID] = []
+    people: dict[UUID, Responder] = {}
     if policy is not None:
         schedules = {s for rule in policy.rules for s in rule.schedule_ids}
         on_call = await store.on_call(conn, schedules, now)
@@ -337,7 +339,7 @@ async def _route(
     detail = f"policy {policy.name}: {len(plan)} to dial" if policy else f"policy {option.policy_id} is not known"
     await store.add_events(conn, call.id, [chosen, CallEvent(now, "routing", detail=detail)])
     call.state = "dialing"
-    if not await _dial_next(conn, call, now):  # saves the call when someone is dialed
+    if not await _dial_next(conn, call, now, people):  # saves the call when someone is dialed
         return await _nobody_left(conn, desk, call, number, now, enqueued=False)
     return _hold(number, call)
 
@@ -360,14 +362,18 @@ async def _open_alert(
     call.alert_id = alert.id  # stored with the call's next save, in this transaction
 
 
-async def _dial_next(conn: asyncpg.Connection, call: Call, now: datetime) -> bool:
-    """Put the next dialable person of the plan on a new leg, dialed at once; False when nobody is left."""
+async def _dial_next(
+    conn: asyncpg.Connection, call: Call, now: datetime, known: Mapping[UUID, Responder] | None = None
+) -> bool:
+    """Put the next dialable person of the plan on a new leg, dialed at once; False when nobody is left.
+    `known`: responders already read in this transaction (else each is read now: they may have changed since
+    the plan was made)."""
     while True:
         call.position += 1
         if call.position >= len(call.plan):
             return False
         user_id = call.plan[call.position]
-        responder = (await store.responders(conn, [user_id])).get(user_id)
+        responder = (known if known is not None else await store.responders(conn, [user_id])).get(user_id)
         if responder is not None and responder.dialable and responder.phone:
             break
         await store.add_events(conn, call.id, [CallEvent(now, "skipped", user_id, "no longer dialable")])

@@ -24,7 +24,7 @@ async def apply_policies(pool: asyncpg.Pool, snapshots: Sequence[PolicySnapshot]
 
 
 async def apply_support_hours(pool: asyncpg.Pool, snapshots: Sequence[SupportHoursSnapshot]) -> int:
-    return await project_batch(pool, "callrouter.support-hours", snapshots, store.upsert_many_support_hours)
+    return await project_batch(pool, "callrouter.support-hours", snapshots, store.upsert_support_hours)
 
 
 async def apply_timelines(pool: asyncpg.Pool, timelines: Sequence[ScheduleTimeline]) -> int:

@@ -26,7 +26,7 @@ from shared.messages import (
     TeamSnapshot,
     UserSnapshot,
 )
-from shared.projection import fresh_events, newest, project_batch, project_once, replace_timeline, replace_timelines
+from shared.projection import fresh_events, newest, project_batch, replace_timelines
 from shared.timers import Timer
 
 log = get_logger(__name__)
@@ -60,20 +60,12 @@ async def on_outcome(
         await change_in(conn, answer.request_id, step, now)
 
 
-async def on_timeline(pool: asyncpg.Pool, timeline: ScheduleTimeline, now: datetime) -> None:
-    """Keep the newest timeline; a pending request whose shifts it no longer gives to the requester (a
-    rotation edit, an admin override, other coverage) becomes obsolete, and both sides are told why."""
-    async with transaction(pool) as conn:
-        if not await claim(conn, TIMELINES_CONSUMER, timeline.event_id):
-            return
-        if not await replace_timeline(conn, timeline):
-            return
-        await _check_pending_on(conn, timeline, now)
 
 
 async def on_timelines(pool: asyncpg.Pool, timelines: Sequence[ScheduleTimeline], now: datetime) -> None:
-    """`on_timeline` for a consumed batch in one transaction: the newest timeline of each schedule replaces
-    the held one (one statement per table), then the pending requests on each replaced one are checked."""
+    """A consumed batch of timelines, in one transaction: the newest timeline of each schedule replaces the held
+    one (one statement per table); a pending request whose shifts it no longer gives to the requester (a
+    rotation edit, an admin override, other coverage) becomes obsolete, and both sides are told why."""
     async with transaction(pool) as conn:
         fresh = await fresh_events(conn, TIMELINES_CONSUMER, timelines)
         for timeline in await replace_timelines(conn, newest(fresh)):
@@ -96,20 +88,12 @@ async def _make_obsolete(conn: asyncpg.Connection, request_id: UUID, reason: str
     await change_in(conn, request_id, lambda r: r.obsolete(reason, now) if r.status == "pending" else r, now)
 
 
-async def on_user(pool: asyncpg.Pool, snapshot: UserSnapshot, now: datetime) -> None:
-    """Keep the user directory; a deactivated requester's pending requests, and those left with no active
-    recipient who could still answer, become obsolete."""
-    async with transaction(pool) as conn:
-        if not await claim(conn, USERS_CONSUMER, snapshot.event_id):
-            return
-        if not await store.upsert_user(conn, snapshot) or snapshot.active:
-            return
-        await _check_pending_of_deactivated(conn, snapshot.user_id, now)
 
 
 async def on_users(pool: asyncpg.Pool, snapshots: Sequence[UserSnapshot], now: datetime) -> None:
-    """`on_user` for a consumed batch in one transaction: the newest snapshot of each user is kept (one
-    statement), then the pending requests of each user it deactivated are checked."""
+    """A consumed batch of user snapshots, in one transaction: the newest of each user is kept (one statement);
+    a deactivated requester's pending requests, and those left with no active recipient who could still
+    answer, become obsolete."""
     async with transaction(pool) as conn:
         fresh = newest(await fresh_events(conn, USERS_CONSUMER, snapshots))
         changed = set(await store.upsert_users(conn, fresh))
@@ -132,12 +116,10 @@ async def _check_pending_of_deactivated(conn: asyncpg.Connection, user_id: UUID,
         await _make_obsolete(conn, request_id, reason, now)
 
 
-async def on_team(pool: asyncpg.Pool, snapshot: TeamSnapshot) -> bool:
-    return await project_once(pool, TEAMS_CONSUMER, snapshot, store.upsert_team)
 
 
 async def on_teams(pool: asyncpg.Pool, snapshots: Sequence[TeamSnapshot]) -> int:
-    """`on_team` for a consumed batch in one transaction; how many teams changed."""
+    """A consumed batch of team snapshots, in one transaction (who shares a team); how many teams changed."""
     return await project_batch(pool, TEAMS_CONSUMER, snapshots, store.upsert_teams)
 
 
