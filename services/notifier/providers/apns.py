@@ -1,18 +1,18 @@
 """Apple Push Notification service (APNs) over its HTTP/2 provider API, with token-based authentication.
 
-Why httpx and not aioapns (which DESIGN.md section 9 names): aioapns 4.0 cannot be pointed at another host
+Why neither aioapns (which DESIGN.md section 9 names) nor httpx: aioapns 4.0 cannot be pointed at another host
 without patching it. The host and port are class attributes of its connection protocol (`APNS_SERVER`,
 `APNS_PORT`), picked inside the connection pool from `use_sandbox`; its only other route, `proxy_host`, tunnels
-to api.push.apple.com by name. A custom CA would work (`ssl_context`), a custom host would not, so the local
-fake and the tests could not reach it. It also hides what the provider must report: the response headers
-(`retry-after`), and it retries failed connections by itself (`max_connection_attempts`, one second apart)
-where this package leaves retries to the notifier. httpx with its HTTP/2 support (h2, the library aioapns
-uses underneath) speaks to any base URL, trusts any CA, exposes every header, and takes a timeout per request.
+to api.push.apple.com by name. So the local fake and the tests could not reach it. It also hides what the
+provider must report (the response headers) and retries failed connections by itself
+(`max_connection_attempts`, one second apart) where this package leaves retries to the notifier. httpx, the
+first client here, spoke to any host but cost about 1 ms of CPU per push in its own layers. The client is now
+`http2.Http2Connection`: the same `h2` state machine aioapns uses, on an asyncio protocol, and nothing more.
 
-One `ApnsProvider` holds one HTTP/2 connection (`http1=False`: never a silent fallback to HTTP/1.1) and
-multiplexes concurrent sends on it: up to 100 at once (httpcore's limit per connection, below the 1000 APNs
-and the fake advertise); further sends wait for a free stream, within their timeout. If the connection dies,
-the sends on it come back as `retry` and the next send opens a new one.
+One `ApnsProvider` holds one HTTP/2 connection and multiplexes concurrent sends on it, as many at once as the
+server's `MAX_CONCURRENT_STREAMS` allows (APNs: up to 1000); further sends wait for a free stream, within their
+timeout. If the connection dies or APNs sends GOAWAY, the sends on it come back as `retry` and the next send
+opens a new one.
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ import hashlib
 import json
 import ssl
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.notifier.providers import Outcome, Push
+from services.notifier.providers.http2 import Http2Connection, Http2Error
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -175,41 +176,63 @@ class ApnsProvider:
         ca_path: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        """`base_url`: PRODUCTION_URL, SANDBOX_URL, or a fake's; `ca_path`: a PEM CA to trust instead of the
-        system's (for a fake); `timeout_s`: the most one send may take, waiting for a stream included."""
+        """`base_url`: PRODUCTION_URL, SANDBOX_URL, or a fake's (https only); `ca_path`: a PEM CA to trust instead
+        of the system's (for a fake); `timeout_s`: the most one send may take, connecting and waiting for a
+        stream included."""
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError(f"APNs is reached over https, not {base_url!r}")
+        self._host = url.hostname
+        self._port = url.port or 443
+        self._authority = url.netloc
         self._credentials = credentials
         self._token = ProviderToken(credentials)
         self._timeout_s = timeout_s
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_path) if ca_path else True
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            http1=False,
-            http2=True,
-            verify=verify,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=None),
-        )
+        self._tls = ssl.create_default_context(cafile=ca_path)
+        self._tls.set_alpn_protocols(["h2"])
+        self._connection: Http2Connection | None = None
+        self._connecting = asyncio.Lock()
 
     async def send(self, push: Push) -> Outcome:
         """One attempt at `push`; never retries by itself."""
         now = time.time()
-        headers = apns_headers(push, topic=self._credentials.topic, apns_id=str(uuid.uuid4()), now=now)
-        headers["authorization"] = self._token.header()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", self._authority),
+            (":path", f"/3/device/{push.token}"),
+            ("authorization", self._token.header()),
+            *apns_headers(push, topic=self._credentials.topic, apns_id=str(uuid.uuid4()), now=now).items(),
+        ]
         body = json.dumps(apns_payload(push), ensure_ascii=False, separators=(",", ":")).encode()
+        headers.append(("content-length", str(len(body))))
         try:
-            # httpx's own timeouts are per network read, which traffic on other streams keeps resetting;
-            # this bounds the whole send.
             async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(f"/3/device/{push.token}", headers=headers, content=body)
+                connection = await self._connected()
+                response = await connection.request(headers, body)
         except TimeoutError:
             return Outcome("retry", error=f"no answer from APNs within {self._timeout_s:g} s")
-        except httpx.TransportError as exc:
+        except (Http2Error, OSError) as exc:  # ssl.SSLError is an OSError
             return Outcome("retry", error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        outcome = outcome_of(response.status_code, response.headers, response.content, time.time())
-        if response.status_code == 403 and outcome.error in PROVIDER_TOKEN_REFUSALS:
+        outcome = outcome_of(response.status, response.headers, response.body, time.time())
+        if response.status == 403 and outcome.error in PROVIDER_TOKEN_REFUSALS:
             self._token.discard()
         return outcome
 
+    async def _connected(self) -> Http2Connection:
+        """The open connection, or a new one when there is none or APNs is closing it (one connect at a time)."""
+        connection = self._connection
+        if connection is not None and connection.usable:
+            return connection
+        async with self._connecting:
+            connection = self._connection
+            if connection is None or not connection.usable:
+                connection = await Http2Connection.open(self._host, self._port, self._tls)
+                self._connection = connection
+            return connection
+
     async def close(self) -> None:
         """Close the connection; sends still in flight end as `retry`."""
-        await self._client.aclose()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -140,8 +140,8 @@ async def accept_notifications(
             NotificationQueued(delivery_id=d.id, user_id=d.user_id, idempotency_key=d.idempotency_key)
             for _, d, _ in accepted
         ])
-    for _, delivery, steps in accepted:
-        log.info("notification queued", delivery_id=str(delivery.id), user_id=str(delivery.user_id), steps=len(steps))
+    if accepted:  # one line per batch: a line per command cost 8 % of notifier's CPU at 600 commands/s
+        log.info("notifications queued", deliveries=[f"{d.id}:{d.user_id}" for _, d, _ in accepted])
     return [d for _, d, _ in accepted]
 
 
