@@ -133,3 +133,39 @@ async def test_a_database_failure_mid_batch_leaves_every_timer_due(pool: asyncpg
     assert await pool.fetchval("SELECT count(*) FROM timers WHERE attempts = 0") == 30
     assert await fire.fire_due(T) == 30
     assert await pool.fetchval("SELECT count(DISTINCT key) = count(*) AND count(*) = 30 FROM effects")
+
+
+async def test_workers_are_added_only_while_claims_come_back_full(
+    pool: asyncpg.Pool, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass for a few due timers claims once more to find none left, whatever the concurrency; a backlog of
+    full batches brings in the other workers."""
+    claims = 0
+    claim = TimerRunner._fire_one
+
+    async def counted(self: TimerRunner, now: datetime | None, last_id: int) -> tuple[int, bool] | None:
+        nonlocal claims
+        claims += 1
+        return await claim(self, now, last_id)
+
+    monkeypatch.setattr(TimerRunner, "_fire_one", counted)
+    running = most = 0
+
+    async def push(conn: asyncpg.Connection, batch: list[Timer]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.05)  # a provider's answer: other workers claim meanwhile
+        await record(conn, batch)
+        running -= 1
+
+    fire = TimerRunner(pool, schema, {}, batch_handlers={"push": push}, concurrency=4, batch_size=10)
+    await arm(pool, "push", ["a", "b", "c"])
+    assert await fire.fire_due(T) == 3
+    assert claims == 2  # the batch of 3, then the claim that finds nothing
+
+    await arm(pool, "push", [f"p{i:03}" for i in range(200)])
+    assert await fire.fire_due(T) == 200
+    assert most == 4
+    rows = await pool.fetch("SELECT key, count(*) AS n FROM effects GROUP BY key")
+    assert len(rows) == 203 and {r["n"] for r in rows} == {1}
