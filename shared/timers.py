@@ -169,6 +169,24 @@ async def hold(conn: asyncpg.Connection, *keys: str) -> None:
     await conn.execute("SELECT 1 FROM timers WHERE key = ANY($1::text[]) ORDER BY id FOR UPDATE", list(keys))
 
 
+async def hold_idle(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> list[int]:
+    """Lock the pending timers of `kind` among `keys` that no runner is firing right now, for the rest of the
+    transaction; their ids (for `cancel_ids`). A timer being fired is skipped, not waited for: for a use case
+    that must not wait behind a handler's slow call (notifier's acknowledgement behind a push in flight), and
+    whose entity the handler re-reads under lock before it re-arms anything."""
+    rows = await conn.fetch(
+        "SELECT id FROM timers WHERE kind = $1 AND key = ANY($2::text[]) ORDER BY id FOR UPDATE SKIP LOCKED",
+        kind, list(keys),
+    )
+    return [r["id"] for r in rows]
+
+
+async def cancel_ids(conn: asyncpg.Connection, ids: Sequence[int]) -> int:
+    """Drop the timers `ids` (held by `hold_idle`); returns how many there were."""
+    status = await conn.execute("DELETE FROM timers WHERE id = ANY($1::bigint[])", list(ids))
+    return int(status.split()[-1])
+
+
 _COLUMNS = "id, kind, key, due_at, payload::text AS payload, attempts"
 
 

@@ -4,8 +4,10 @@ a voice call follows when nobody acknowledged; a key pressed in the call or a ta
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from services.notifier.service import deliveries, devices
 from shared.auth import Principal
 from shared.db import create_pool
 from shared.messages import SendNotification, UserSnapshot, utcnow
+from shared.testing import eventually
 from shared.timers import TimerRunner
 from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 from tests.api.conftest import notifier_app
@@ -179,6 +182,36 @@ async def test_acknowledged_in_the_app_no_call_follows(rig: Rig) -> None:
     assert len(await rig.staged("NotificationAcknowledged")) == 1
     with pytest.raises(deliveries.NotFound):
         await deliveries.acknowledge(rig.pool, Principal(uuid.uuid4(), "responder"), delivery.id, "app", utcnow())
+
+
+async def test_an_acknowledgement_does_not_wait_for_a_push_in_flight_and_nothing_follows_it(rig: Rig) -> None:
+    """APNs takes 3 s to answer, and then refuses for now (429): while the step waits, the app's acknowledgement
+    commits at once; afterwards the refused push is not retried and the call step stays cancelled."""
+    user_id, ios, android = await rig.person()
+    rig.apns.program(ios, delay_s=3.0, throttled=1)
+    delivery = await rig.page(user_id)
+    firing = asyncio.create_task(rig.fire())
+    await eventually(lambda: _true(rig.fcm.received(android)), timeout_s=10, what="the Android push")
+    assert not firing.done()  # the iPhone's push is still in flight
+
+    started = time.monotonic()
+    acked = await deliveries.acknowledge(rig.pool, Principal(user_id, "responder"), delivery.id, "app", utcnow())
+    waited = time.monotonic() - started
+    assert not firing.done(), f"the acknowledgement waited {waited:.1f} s for the step"
+    assert acked.status == "acknowledged"
+
+    assert await firing == 1
+    done = await store.get_delivery(rig.pool, delivery.id)
+    assert done is not None and (done.status, done.acknowledged_via) == ("acknowledged", "app")
+    assert await rig.pool.fetchval("SELECT count(*) FROM timers WHERE key LIKE $1", f"{delivery.id}%") == 0
+    assert await rig.fire(timedelta(minutes=5)) == 0
+    assert not rig.twilio.calls_to(PHONE)
+    assert [a.status for a in rig.apns.attempts_at(ios)] == [429]
+    assert [m["type"] for m in await rig.staged("NotificationAcknowledged")] == ["NotificationAcknowledged"]
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
 
 
 async def test_critical_pages_break_through_where_the_phone_allows_it(rig: Rig) -> None:

@@ -168,7 +168,10 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
     concurrently, and what the providers answered is written in one statement per table. The outcome is the
     one firing them in order would leave, except that a device found gone is only forgotten after the batch
     (another delivery of the batch may have pushed to it too)."""
-    held = await store.get_deliveries(conn, {UUID(t.key.split(":", 1)[0]) for t in batch}, lock=True)
+    # Read, not locked: an acknowledgement must not wait while the providers answer (up to their timeout). It
+    # skips the step timers this batch holds and commits; the deliveries are locked and read again below,
+    # after the providers answered, and an acknowledgement that came meanwhile wins over re-arming.
+    held = await store.get_deliveries(conn, {UUID(t.key.split(":", 1)[0]) for t in batch})
     firings = []
     for timer in batch:
         delivery = held.get(UUID(timer.key.split(":", 1)[0]))
@@ -180,10 +183,11 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
     firings = await _flood_control(conn, firings, channels, now, rearm)
     if firings:
         await _reach(conn, firings, channels)
+    current = await store.get_deliveries(conn, {f.delivery.id for f in firings}, lock=True)
     attempts: list[store.Attempt] = []
     events: list[Message] = []
     gone: set[UUID] = set()
-    status = {f.delivery.id: f.delivery.status for f in firings}
+    status = {i: d.status for i, d in current.items()}
     for f in firings:
         delivery = f.delivery
         for device, target, outcome in f.results:
@@ -197,7 +201,8 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
                 log.info("device gone; forgotten", device_id=str(device.id), user_id=str(delivery.user_id))
                 gone.add(device.id)
         retry = [(t, o) for _, t, o in f.results if o.result == "retry"]
-        rearmed = bool(retry) and f.attempt < channels.max_attempts
+        acknowledged = current[delivery.id].acknowledged_at is not None
+        rearmed = bool(retry) and f.attempt < channels.max_attempts and not acknowledged
         if rearmed:
             wait = retry_delay(f.attempt, channels.first_retry_s, channels.max_retry_s,
                                max((o.retry_after_s or 0.0) for _, o in retry), random.random())
@@ -213,7 +218,7 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
     await store.delete_devices(conn, gone)
     await enqueue_all(conn, events)
     await timers.schedule_many(conn, rearm)
-    await store.set_statuses(conn, {i: s for i, s in status.items() if s != held[i].status})
+    await store.set_statuses(conn, {i: s for i, s in status.items() if s != current[i].status})
 
 
 async def _flood_control(
@@ -365,13 +370,19 @@ async def acknowledge(
     (the webhook's signature is the credential). Acknowledging twice changes nothing."""
     async with transaction(pool) as conn:
         planned = await store.get_delivery(conn, delivery_id)
-        # timers before the delivery: the runner firing one holds it first and locks the delivery second
-        await timers.hold(conn, *(_step_key(delivery_id, i) for i in range(planned.steps if planned else 0)))
+        # Timers before the delivery (the lock order of the runner, which holds a step, then locks its delivery
+        # after the providers answered). A step being fired right now is skipped, not waited for: it sees
+        # this acknowledgement when it locks the delivery, and re-arms nothing.
+        steps = [_step_key(delivery_id, i) for i in range(planned.steps if planned else 0)]
+        idle = await timers.hold_idle(conn, STEP, steps)
         delivery = _visible(actor, await store.get_delivery(conn, delivery_id, lock=True), delivery_id)
         if delivery.acknowledged_at is not None:
             return delivery
+        if delivery.steps > len(steps):  # a call the proof-of-delivery check added since the first read
+            idle += await timers.hold_idle(conn, STEP, [_step_key(delivery_id, i) for i in range(len(steps),
+                                                                                                 delivery.steps)])
         await store.acknowledge(conn, delivery_id, via, now)
-        await timers.cancel_keys(conn, STEP, [_step_key(delivery_id, i) for i in range(delivery.steps)])
+        await timers.cancel_ids(conn, idle)
         await enqueue(conn, NotificationAcknowledged(
             delivery_id=delivery.id, user_id=delivery.user_id, idempotency_key=delivery.idempotency_key,
             kind=delivery.kind, via=via, acknowledged_at=now,  # type: ignore[arg-type]
