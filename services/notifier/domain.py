@@ -20,7 +20,7 @@ class Delivery:
     body: str
     urgency: str
     data: dict[str, str] = field(default_factory=dict)
-    status: str = "queued"
+    status: str = "planned"  # then sent, delivered (a phone confirmed it), failed, acknowledged
     kind: str = "notification"
     acknowledgeable: bool = False
     steps: int = 0

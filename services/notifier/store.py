@@ -130,12 +130,14 @@ async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at:
 
 
 async def mark(conn: asyncpg.Connection, delivery_id: UUID, column: str, at: datetime) -> Delivery:
-    """Set `received_at` or `read_at` once (the first time counts); the delivery as it is then."""
+    """Set `received_at` or `read_at` once (the first time counts); the delivery as it is then. A receipt makes
+    a delivery not yet acknowledged `delivered`."""
     if column not in ("received_at", "read_at"):
         raise ValueError(column)
+    delivered = ", status = CASE WHEN status = 'acknowledged' THEN status ELSE 'delivered' END"
     row = await conn.fetchrow(
-        f"""UPDATE deliveries SET {column} = coalesce({column}, $2) WHERE id = $1
-            RETURNING {_DELIVERY_COLUMNS}""",
+        f"""UPDATE deliveries SET {column} = coalesce({column}, $2){delivered if column == "received_at" else ""}
+            WHERE id = $1 RETURNING {_DELIVERY_COLUMNS}""",
         delivery_id, at,
     )
     return _delivery(row)

@@ -271,12 +271,18 @@ async def test_a_confirmed_critical_push_waits_for_the_next_step(rig: Rig) -> No
     delivery = await rig.page(user_id, urgency="critical")
     await rig.fire()
     me = Principal(user_id, "responder")
-    await deliveries.confirm_received(rig.pool, me, delivery.id, utcnow())
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "sent"  # type: ignore[union-attr]
+    received = await deliveries.confirm_received(rig.pool, me, delivery.id, utcnow())
+    assert received.status == "delivered" and received.received_at is not None
     await rig.fire(timedelta(seconds=31))
     await rig.fire(timedelta(seconds=31))
     assert not rig.twilio.calls_to(PHONE)
     await rig.fire(timedelta(minutes=3))  # unacknowledged, the call still comes at its step
     assert len(rig.twilio.calls_to(PHONE)) == 1
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "delivered"  # type: ignore[union-attr]
+    await deliveries.acknowledge(rig.pool, me, delivery.id, "app", utcnow())
+    again = await deliveries.confirm_received(rig.pool, me, delivery.id, utcnow())
+    assert (again.status, again.received_at) == ("acknowledged", received.received_at)
 
 
 async def test_unread_until_read_or_acknowledged(rig: Rig) -> None:
@@ -312,7 +318,7 @@ async def test_a_push_refused_for_now_on_its_last_attempt_ends_failed(rig: Rig) 
     rig.fcm.program(android, "UNAVAILABLE", times=5)
     delivery = await rig.page(user_id, urgency="low", acknowledgeable=False)
     await rig.fire()
-    assert (await store.get_delivery(rig.pool, delivery.id)).status == "queued"  # type: ignore[union-attr]
+    assert (await store.get_delivery(rig.pool, delivery.id)).status == "planned"  # type: ignore[union-attr]
     await rig.fire(timedelta(minutes=2))  # the second and last attempt, refused again
     assert (await store.get_delivery(rig.pool, delivery.id)).status == "failed"  # type: ignore[union-attr]
     assert await rig.fire(timedelta(minutes=10)) == 0

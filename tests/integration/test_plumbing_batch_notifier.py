@@ -159,9 +159,9 @@ async def test_a_batch_of_steps_reaches_each_device_once_and_keeps_each_rule(bat
     assert len(r.apns.pushes_to(paged_ios)) == 1 and len(r.fcm.received(paged_android)) == 1
     assert [d.platform for d in await store.devices_of(r.pool, broken)] == ["android"]
     statuses = {d.id: d.status for d in await store.list_deliveries(r.pool, flooded, limit=10, offset=0)}
-    assert sorted(statuses.values()) == ["queued", "queued", "sent", "sent", "sent", "sent", "sent"]
+    assert sorted(statuses.values()) == ["planned", "planned", "sent", "sent", "sent", "sent", "sent"]
     assert (await store.get_delivery(r.pool, page.id)).status == "sent"  # type: ignore[union-attr]
-    assert (await store.get_delivery(r.pool, retried.id)).status == "queued"  # type: ignore[union-attr]
+    assert (await store.get_delivery(r.pool, retried.id)).status == "planned"  # type: ignore[union-attr]
     attempted = await r.staged("NotificationAttempted")
     assert len(attempted) == 5 * 2 + 2 + 2  # the flooded user's 5 on two phones, the page's 2, gone + retry
 

@@ -34,7 +34,10 @@ class DeliveryOut(BaseModel):
     body: str
     urgency: str
     data: dict[str, str]
-    status: str = Field(description="queued, sent, failed or acknowledged")
+    status: str = Field(description=(
+        "planned, sent (a provider accepted a push or placed the call), delivered (a phone confirmed the push "
+        "arrived), failed (every channel refused for good) or acknowledged"
+    ))
     acknowledgeable: bool
     acknowledged_at: datetime | None
     acknowledged_via: str | None

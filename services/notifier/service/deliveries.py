@@ -210,9 +210,9 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
             payload = {**f.timer.payload, "attempt": f.attempt + 1, "devices": targets}
             rearm.append((STEP, f.timer.key, now + timedelta(seconds=wait), payload))
         sent = any(o.result == "sent" for _, _, o in f.results)
-        if sent and status[delivery.id] in ("queued", "failed"):
+        if sent and status[delivery.id] in ("planned", "failed"):
             status[delivery.id] = "sent"
-        elif not rearmed and not sent and status[delivery.id] == "queued":
+        elif not rearmed and not sent and status[delivery.id] == "planned":
             status[delivery.id] = "failed"
     await store.record_attempts(conn, attempts)
     await store.delete_devices(conn, gone)
