@@ -4,8 +4,10 @@ It serves `POST /3/device/{token}` the way Apple documents it ("Sending notifica
 "Handling notification responses from APNs"): the `authorization: bearer <JWT>` provider token (ES256, `kid`
 = key id, `iss` = team id, `iat` younger than an hour), the `apns-*` headers, a JSON payload with an `aps`
 dictionary of at most 4096 bytes (5120 for VoIP), and answers `200` with an `apns-id` header or an error
-status with `{"reason": ...}` (plus `timestamp` on 410). HTTP/2 and TLS come from hypercorn; the certificate
-is issued at start by a throwaway CA (trustme) whose PEM is at `ca_path`, for clients to trust.
+status with `{"reason": ...}` (plus `timestamp` on 410). The server is the fake's own, small and cheap on CPU:
+asyncio's TLS and the h2 protocol library (`ApnsServer`), one task per stream so a slow answer holds back no
+other, flow control respected, connections kept open until the fake stops (as APNs keeps them for hours). The
+certificate is issued at start by a throwaway CA (trustme) whose PEM is at `ca_path`, for clients to trust.
 
 Per device token, a test or a person programs how the fake answers (`program`): unregistered (410), bad
 (400 BadDeviceToken), registered for another app (400 DeviceTokenNotForTopic), throttled (429, with an
@@ -37,24 +39,39 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import signal
 import socket
+import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jwt
 import trustme
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from h2.config import H2Configuration
+from h2.connection import ConnectionState, H2Connection
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120
@@ -63,6 +80,13 @@ PROVIDER_TOKEN_MAX_AGE_S = 3600
 # Apple's clocks tolerate some skew; a token "issued" further in the future than this is refused.
 PROVIDER_TOKEN_MAX_SKEW_S = 60
 MAX_CONCURRENT_STREAMS = 1000
+# Header names and values stay bytes: the fake decodes them itself (`header_text`), never failing on bad UTF-8.
+H2_CONFIG = H2Configuration(client_side=False, header_encoding=None)
+# Of a request body, this much is kept: more is refused as too large whatever the rest says.
+MAX_KEPT_BODY_BYTES = 2 * MAX_VOIP_PAYLOAD_BYTES
+# An HTTP/1.x request head longer than this closes the connection unanswered.
+MAX_HTTP1_HEAD_BYTES = 65536
+LISTEN_BACKLOG = 1024
 PUSH_TYPES = frozenset(
     {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm", "liveactivity", "pushtotalk"}
 )
@@ -75,6 +99,8 @@ CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 # The names the certificate is valid for: local addresses, and Apple's hosts for a client pointed here by name.
 CERT_NAMES = ("localhost", "127.0.0.1", "::1", "api.push.apple.com", "api.sandbox.push.apple.com",
               "api.development.push.apple.com")
+
+logger = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -353,46 +379,313 @@ def payload_has_aps(body: bytes) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get("aps"), dict)
 
 
-def asgi_app(emulator: ApnsEmulator) -> Callable[..., Awaitable[None]]:
-    """The APNs side as an ASGI application (hypercorn serves it over HTTP/2)."""
+def header_text(raw: bytes) -> str:
+    """A header field as text: UTF-8 (so byte limits such as the collapse id's count what the client sent), or
+    byte for byte when it is not UTF-8."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
-    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                event = (await receive())["type"]
-                if event == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
+
+def request_path(target: str) -> str:
+    """The path of a request target, percent-decoded, without its query."""
+    return unquote(target.partition("?")[0])
+
+
+def add_header(headers: dict[str, str], duplicated: set[str], name: str, value: str) -> None:
+    if name in headers and name in SINGLE_HEADERS:
+        duplicated.add(name)
+    headers[name] = value
+
+
+def h2_request(header_fields: Iterable[tuple[bytes, bytes]], body: bytes, peer: str) -> ApnsRequest:
+    """The request a stream's header fields and body make. `:authority` becomes `host`, the header HTTP/1.1
+    carries it in (recorded pushes have always shown it so)."""
+    method = path = ""
+    headers: dict[str, str] = {}
+    duplicated: set[str] = set()
+    for raw_name, raw_value in header_fields:
+        value = header_text(raw_value)
+        if raw_name == b":method":
+            method = value
+        elif raw_name == b":path":
+            path = request_path(value)
+        elif raw_name == b":authority":
+            headers.setdefault("host", value)
+        elif not raw_name.startswith(b":"):
+            add_header(headers, duplicated, header_text(raw_name).lower(), value)
+    return ApnsRequest(method, path, headers, frozenset(duplicated), body, "2", peer)
+
+
+def http1_request(head: bytes, peer: str) -> ApnsRequest:
+    """The request an HTTP/1.x request head makes (its body is not read: the answer is 505 whatever it is)."""
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, _, rest = request_line.partition(" ")
+    target, _, version = rest.partition(" ")
+    headers: dict[str, str] = {}
+    duplicated: set[str] = set()
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if colon:
+            add_header(headers, duplicated, name.strip().lower(), value.strip())
+    return ApnsRequest(method, request_path(target), headers, frozenset(duplicated), b"",
+                       version.removeprefix("HTTP/") or "1.1", peer)
+
+
+def tls_context(tls: TlsFiles) -> ssl.SSLContext:
+    """The server side of TLS: the fake's certificate, and ALPN offering h2 first. http/1.1 is offered too, so
+    that an HTTP/1.1 client gets APNs' 505 rather than a failed handshake."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_path, tls.key_path)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+@dataclass
+class IncomingStream:
+    """A request whose headers arrived and whose body is still coming."""
+
+    header_fields: list[tuple[bytes, bytes]]
+    body: bytearray = field(default_factory=bytearray)
+
+
+class ApnsConnection(asyncio.Protocol):
+    """One client connection. With ALPN `h2`: HTTP/2 (h2's state machine, fed whatever arrives), each request
+    answered by the emulator in a task of its own so a slow answer holds back no other stream. Otherwise one
+    HTTP/1.x request, answered 505 HTTP2Required, and the connection closed.
+
+    A request received in full is answered even when its connection is lost meanwhile: APNs has it, and the
+    phone gets the push though the provider never learns (tests/e2e/test_notifier_delivery.py stages that).
+    Only a stream the client resets, or the fake stopping, cancels an answer.
+
+    What h2 has to send is written once per loop iteration (`schedule_flush`): one TLS write carries the window
+    updates and every answer that came out of one read, rather than one write per frame."""
+
+    def __init__(self, server: ApnsServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?:0"
+        self.h2: H2Connection | None = None
+        self.head = bytearray()  # HTTP/1.x: the request head so far
+        self.streams: dict[int, IncomingStream] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.window_waiters: dict[int, asyncio.Future[None]] = {}
+        self.flush_scheduled = False
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.server.connections.add(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self.h2 = H2Connection(H2_CONFIG)
+            # Given before the connection starts, the limit goes out in the first SETTINGS frame and applies at once.
+            self.h2.local_settings = Settings(client=False, initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                SettingCodes.MAX_HEADER_LIST_SIZE: H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE,
+            })
+            self.h2.initiate_connection()
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.h2 is not None:
+            self.receive_h2(self.h2, data)
+        else:
+            self.receive_http1(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.streams.clear()
+        self.window_opened(0)  # an answer waiting to send its body gives up; the emulator has recorded it
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # HTTP/2
+
+    def receive_h2(self, h2: H2Connection, data: bytes) -> None:
+        try:
+            events = h2.receive_data(data)
+        except ProtocolError as error:
+            # h2 has usually queued a GOAWAY already; not for a bad preface, which fails before any frame.
+            if h2.state_machine.state is not ConnectionState.CLOSED:
+                h2.close_connection(error.error_code)
+            self.close()
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers: dict[str, str] = {}
-        duplicated: set[str] = set()
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            if name in headers and name in SINGLE_HEADERS:
-                duplicated.add(name)
-            headers[name] = raw_value.decode("latin-1")
-        client = scope.get("client") or ("?", 0)
-        request = ApnsRequest(scope["method"], scope["path"], headers, frozenset(duplicated), bytes(body),
-                              scope["http_version"], f"{client[0]}:{client[1]}")
-        answer = await emulator.answer(request)
-        payload = answer.body()
-        response_headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
-        if payload:
-            response_headers.append((b"content-type", b"application/json"))
-        await send({"type": "http.response.start", "status": answer.status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self.streams[event.stream_id] = IncomingStream(list(event.headers))
+            elif isinstance(event, DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and len(stream.body) <= MAX_KEPT_BODY_BYTES:
+                    stream.body += event.data
+                h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, StreamEnded):
+                ended = self.streams.pop(event.stream_id, None)
+                if ended is not None:
+                    request = h2_request(ended.header_fields, bytes(ended.body), self.peer)
+                    self.tasks[event.stream_id] = self.server.spawn(self.respond(event.stream_id, request))
+            elif isinstance(event, StreamReset):
+                self.streams.pop(event.stream_id, None)
+                task = self.tasks.pop(event.stream_id, None)
+                if task is not None:
+                    task.cancel()
+            elif isinstance(event, WindowUpdated):
+                self.window_opened(event.stream_id)
+            elif isinstance(event, RemoteSettingsChanged):
+                self.window_opened(0)  # a new initial window size changes every stream's window
+            elif isinstance(event, ConnectionTerminated):
+                self.close()
+                return
+        self.schedule_flush()
 
-    return app
+    async def respond(self, stream_id: int, request: ApnsRequest) -> None:
+        try:
+            answer = await self.server.answer(request)
+            await self.send_answer(stream_id, answer)
+        except ProtocolError:
+            pass  # the stream was reset or the connection closed meanwhile: nobody is left to answer
+        finally:
+            self.tasks.pop(stream_id, None)
+            self.window_waiters.pop(stream_id, None)
+
+    def sending(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    async def send_answer(self, stream_id: int, answer: Answer) -> None:
+        h2 = self.h2
+        if h2 is None or not self.sending():
+            return
+        body = answer.body()
+        header_fields = [(b":status", str(answer.status).encode())]
+        header_fields += [(name.encode(), value.encode()) for name, value in answer.headers.items()]
+        if body:
+            header_fields.append((b"content-type", b"application/json"))
+        h2.send_headers(stream_id, header_fields, end_stream=not body)
+        sent = 0
+        while sent < len(body) and self.sending():
+            window = h2.local_flow_control_window(stream_id)
+            if window <= 0:
+                self.schedule_flush()
+                waiter = self.window_waiters[stream_id] = self.loop.create_future()
+                await waiter
+                continue
+            chunk = body[sent:sent + min(window, h2.max_outbound_frame_size)]
+            sent += len(chunk)
+            h2.send_data(stream_id, chunk, end_stream=sent == len(body))
+        self.schedule_flush()
+
+    def window_opened(self, stream_id: int) -> None:
+        """Wake the answers waiting for flow control: on `stream_id`, or all of them for the connection (0)."""
+        waiters = list(self.window_waiters.values()) if stream_id == 0 else [self.window_waiters.get(stream_id)]
+        for waiter in waiters:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.h2 is not None and self.transport is not None and self.sending():
+            data = self.h2.data_to_send()
+            if data:
+                self.transport.write(data)
+
+    def close(self) -> None:
+        """Send what h2 has queued (a GOAWAY, when closing on purpose or on a protocol error) and close."""
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def go_away(self) -> None:
+        """The server stops: GOAWAY (HTTP/2) and close."""
+        if self.h2 is not None and self.h2.state_machine.state is not ConnectionState.CLOSED:
+            self.h2.close_connection()
+        self.close()
+
+    # HTTP/1.x
+
+    def receive_http1(self, data: bytes) -> None:
+        if self.tasks:
+            return  # answering already; the connection closes after the answer
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > MAX_HTTP1_HEAD_BYTES and self.transport is not None:
+                self.transport.close()
+            return
+        request = http1_request(bytes(self.head[:end]), self.peer)
+        self.tasks[0] = self.server.spawn(self.respond_http1(request))
+
+    async def respond_http1(self, request: ApnsRequest) -> None:
+        answer = await self.server.answer(request)
+        body = answer.body()
+        lines = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}"]
+        lines += [f"{name}: {value}" for name, value in answer.headers.items()]
+        if body:
+            lines.append("content-type: application/json")
+        lines += [f"content-length: {len(body)}", "connection: close"]
+        if self.transport is not None and self.sending():
+            self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            self.transport.close()
+
+
+class ApnsServer:
+    """The APNs endpoint: TLS and HTTP/2 on asyncio and h2, every request answered by the emulator."""
+
+    def __init__(self, emulator: ApnsEmulator) -> None:
+        self.emulator = emulator
+        self.connections: set[ApnsConnection] = set()
+        self.answering: set[asyncio.Task[None]] = set()  # of every connection, lost ones' included
+        self._server: asyncio.Server | None = None
+
+    async def start(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: ApnsConnection(self), sock=sock, ssl=context,
+                                                backlog=LISTEN_BACKLOG)
+
+    def spawn(self, answering: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(answering)
+        self.answering.add(task)
+        task.add_done_callback(self.answering.discard)
+        return task
+
+    async def answer(self, request: ApnsRequest) -> Answer:
+        try:
+            return await self.emulator.answer(request)
+        except Exception:
+            # A bug in the fake: the client sees what a server in trouble answers, the log says why.
+            logger.exception("the APNs fake failed to answer %s %s", request.method, request.path)
+            return Answer(500, "InternalServerError")
+
+    async def stop(self, grace_s: float = 0.25) -> None:
+        """Stop accepting, cancel the answers under way, send every connection a GOAWAY and close it; after
+        `grace_s`, drop what is left (a TLS close waits for the client's close_notify, which an idle HTTP/2
+        client never reads to send)."""
+        if self._server is not None:
+            self._server.close()
+        for task in self.answering:
+            task.cancel()
+        connections = list(self.connections)
+        for connection in connections:
+            connection.go_away()
+        if connections:
+            await asyncio.wait([connection.lost for connection in connections], timeout=grace_s)
+        for connection in connections:
+            if not connection.lost.done() and connection.transport is not None:
+                connection.transport.abort()
+        if self._server is not None:
+            # Python 3.12+ waits here for connections still in their TLS handshake; do not wait for them long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await self._server.wait_closed()
 
 
 ADMIN_STATE: web.AppKey[FakeApns] = web.AppKey("admin_state")
@@ -488,7 +781,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -580,29 +873,15 @@ class FakeApns:
                 admin_url=f"http://{url_host}:{admin_socket.getsockname()[1]}",
             )
 
-            config = Config()
-            config.bind = [f"fd://{apns_socket.detach()}"]
-            config.certfile = str(tls.cert_path)
-            config.keyfile = str(tls.key_path)
-            config.alpn_protocols = ["h2"]
-            config.h2_max_concurrent_streams = MAX_CONCURRENT_STREAMS
-            # APNs keeps connections open for hours; hypercorn's defaults close them after 5 s idle / 1000 requests.
-            config.keep_alive_timeout = 3600
-            config.keep_alive_max_requests = 1 << 30
-            config.graceful_timeout = 1
-            config.include_server_header = False
-            config.accesslog = None
-
             runner = web.AppRunner(admin_app(fake), access_log=None)
             await runner.setup()
             await web.SockSite(runner, admin_socket).start()
-            stop = asyncio.Event()
-            server = asyncio.create_task(serve(asgi_app(emulator), config, shutdown_trigger=stop.wait))
+            server = ApnsServer(emulator)
             try:
+                await server.start(apns_socket, tls_context(tls))
                 yield fake
             finally:
-                stop.set()
-                await server
+                await server.stop()
                 await runner.cleanup()
 
 
