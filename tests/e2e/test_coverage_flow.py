@@ -248,3 +248,49 @@ async def test_a_request_nobody_answers_expires_when_the_shift_starts(stack: Sta
     assert await w.badge("b") == 0
     assert [(r["id"], r["status"]) for r in await w.box("b", "received")] == [(rid, "expired")]
     assert (await w.on_call(handoff + timedelta(hours=1)))["user_id"] == a  # the shift stayed a's
+
+
+async def test_coverage_killed_after_a_request_and_in_the_middle_of_an_accept_loses_and_doubles_nothing(
+    processes: Processes, isolated_infra: IsolatedInfra
+) -> None:
+    """SIGKILL right after a request is created (its notification may still be in the outbox), and again 50 ms
+    into an acceptance (the HTTP call may or may not have committed): after each restart the requester and the
+    colleague see one request, accepted once, and every notification of it is sent (a relay killed between
+    publishing and deleting may send one twice, with the same idempotency key: notifier keeps one)."""
+    schedule = processes.start("schedule", infra=isolated_infra, wait=False)
+    coverage = processes.start("coverage", infra=isolated_infra, wait=False)
+    schedule.wait_ready(timeout=90)
+    coverage.wait_ready(timeout=90)
+    urls = Urls({"schedule": schedule.base_url, "coverage": coverage.base_url})
+    base = day(2)
+    w = await world_with_rotation(urls, base)
+    a, b = w.users["a"], w.users["b"]
+    period = (base, base + timedelta(days=4))
+    mine = await w.shifts_in_coverage("a", *period, n=2)
+    rid = (await w.ask(mine, period))["id"]
+
+    coverage.kill()
+    coverage = processes.start("coverage", infra=isolated_infra)
+    urls.bases["coverage"] = coverage.base_url
+    assert (await w.request(rid))["status"] == "pending"
+    await notices_with(isolated_infra.kafka_bootstrap, rid, key(rid, "created", b))
+
+    accepting = asyncio.create_task(w.accept(rid))
+    await asyncio.sleep(0.05)
+    coverage.kill()
+    answered = await asyncio.gather(accepting, return_exceptions=True)
+    coverage = processes.start("coverage", infra=isolated_infra)
+    urls.bases["coverage"] = coverage.base_url
+    if (await w.request(rid))["status"] == "pending":  # the kill came before the acceptance committed
+        status, answer = await w.accept(rid)
+        assert status in (200, 202), (answered, answer)
+
+    done = await w.reaches(rid, "accepted", timeout_s=60)
+    assert [s["status"] for s in done["history"]] == ["pending", "accepting", "accepted"]
+    assert [(r["id"], r["status"]) for r in await w.box("a", "sent")] == [(rid, "accepted")]
+    for shift in mine:
+        now = await w.on_call(middle(shift))
+        assert (now["user_id"], now["shift"]["ref"]) == (b, rid), now
+    expected = {key(rid, "created", b), key(rid, "accepted", a), key(rid, "accepted", b)}
+    told = await notices_with(isolated_infra.kafka_bootstrap, rid, *expected)
+    assert {k for _, k, _ in told} == expected
