@@ -67,7 +67,7 @@ async def test_poison_on_callrouters_topics_is_parked_and_the_partition_moves_on
             await conn.close()
 
     row = await eventually(applied, timeout_s=60, what="the valid user snapshot behind the poison applied")
-    assert (row["version"], row["active"]) == (2, True)
+    assert row is not None and (row["version"], row["active"]) == (2, True)
 
     poison_users = [users[0][1], users[1][1], users[2][1], b""]  # a null value is parked as an empty one
     parked = await read_topic(
