@@ -137,3 +137,23 @@ class FloodLimit:
         if len(inside) < self.per_window:
             return None
         return inside[-self.per_window] + self.window - now
+
+
+# A summary push carries this many of the notifications it stands for by id (the rest: the app's history);
+# APNs takes at most 4 KB of payload.
+SUMMARY_IDS = 20
+SUMMARY_BODY_CHARS = 180
+_SUMMARY_TITLES = {"en": "{n} new notifications", "de": "{n} neue Benachrichtigungen"}
+
+
+def summary_title(count: int, language: str) -> str:
+    """The title of one push standing for `count` low-urgency notifications held back by the flood limit."""
+    template = _SUMMARY_TITLES.get(language.split("-", 1)[0].lower(), _SUMMARY_TITLES["en"])
+    return template.format(n=count)
+
+
+def summary_body(titles: Sequence[str]) -> str:
+    """Their titles, oldest first, cut at SUMMARY_BODY_CHARS."""
+    text = "; ".join(titles)
+    return text if len(text) <= SUMMARY_BODY_CHARS else text[: SUMMARY_BODY_CHARS - 1].rstrip() + "…"
+

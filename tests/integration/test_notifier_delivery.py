@@ -128,14 +128,14 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
 
             clock = {"ahead": timedelta(0)}  # the test moves time forward for the runner and the handlers alike
 
-            async def step(conn: asyncpg.Connection, timer: Any) -> None:
+            async def steps(conn: asyncpg.Connection, due: list[Any]) -> None:  # in batches, as notifier runs them
                 now = await conn.fetchval("SELECT now()") + clock["ahead"]
-                await deliveries.fire_step(conn, timer, rig.channels, now)
+                await deliveries.fire_steps(conn, due, rig.channels, now)
 
             async def proof(conn: asyncpg.Connection, timer: Any) -> None:
                 await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()") + clock["ahead"])
 
-            runner = TimerRunner(pool, "notifier", {deliveries.STEP: step, deliveries.PROOF: proof})
+            runner = TimerRunner(pool, "notifier", {deliveries.PROOF: proof}, batch_handlers={deliveries.STEP: steps})
             rig = Rig(pool, apns, fcm, twilio, channels, runner, clock)
             try:
                 yield rig
@@ -297,18 +297,37 @@ async def test_unread_until_read_or_acknowledged(rig: Rig) -> None:
         await deliveries.mark_read(rig.pool, Principal(uuid.uuid4(), "responder"), first.id, utcnow())
 
 
-async def test_a_flood_of_low_urgency_notifications_is_delayed_not_dropped_and_pages_pass(rig: Rig) -> None:
-    user_id, ios, _ = await rig.person()
-    for _ in range(7):
-        await rig.page(user_id, urgency="low", acknowledgeable=False)
+async def test_a_flood_of_low_urgency_notifications_is_summarized_not_dropped_and_pages_pass(rig: Rig) -> None:
+    user_id, ios, android = await rig.person()
+    low = [await rig.page(user_id, urgency="low", acknowledgeable=False, title=f"Reminder {i}") for i in range(8)]
     await rig.fire()
     assert len(rig.apns.pushes_to(ios)) == 5  # the flood limit: 5 a minute
     await rig.page(user_id, urgency="critical")
     await rig.fire()
     assert len(rig.apns.pushes_to(ios)) == 6  # a page is never held back
-    await rig.fire(timedelta(seconds=61))
+    assert await rig.fire(timedelta(seconds=20)) == 0  # the other 3 wait for room
+
+    await rig.fire(timedelta(seconds=61))  # room: the 3 held back go as one push
     pushes = rig.apns.pushes_to(ios)
-    assert len(pushes) == 8 and len({p.headers["apns-collapse-id"] for p in pushes}) == 8
+    assert len(pushes) == 7 and len({p.headers["apns-collapse-id"] for p in pushes}) == 7
+    summary = pushes[-1]
+    held = low[5:]
+    assert summary.headers["apns-collapse-id"] == f"summary:{held[0].id}"
+    assert summary.aps["alert"] == {"title": "3 neue Benachrichtigungen",  # the user's language
+                                    "body": "Reminder 5; Reminder 6; Reminder 7"}
+    assert summary.payload["summary_of"] == ",".join(str(d.id) for d in held)
+    assert summary.payload["kind"] == "summary" and summary.payload["delivery_id"] == str(held[0].id)
+    [google] = [m for m in rig.fcm.received(android) if m["message"]["data"].get("kind") == "summary"]
+    assert google["message"]["android"]["collapse_key"] == f"summary:{held[0].id}"
+    for delivery in held:
+        done = await store.get_delivery(rig.pool, delivery.id)
+        assert done is not None and done.status == "sent"
+    attempts = await rig.pool.fetch(
+        "SELECT delivery_id, result FROM delivery_attempts WHERE delivery_id = ANY($1::uuid[])", [d.id for d in held]
+    )
+    assert sorted((r["delivery_id"], r["result"]) for r in attempts) == sorted(
+        (d.id, "sent") for d in held for _ in ("ios", "android")
+    )
 
 
 async def test_a_push_refused_for_now_on_its_last_attempt_ends_failed(rig: Rig) -> None:

@@ -168,9 +168,12 @@ async def test_a_batch_of_steps_reaches_each_device_once_and_keeps_each_rule(bat
     assert await r.fire(timedelta(seconds=5)) == 1  # the throttled device's retry
     assert len(r.fcm.received(broken_android)) == 1
     assert (await store.get_delivery(r.pool, retried.id)).status == "sent"  # type: ignore[union-attr]
-    await r.fire(timedelta(seconds=61))  # room again for the 2 delayed ones; the page's call falls due too
+    await r.fire(timedelta(seconds=61))  # room again: the 2 delayed ones as one summary; the page's call falls due
     pushes = r.apns.pushes_to(ios)
-    assert len(pushes) == 7 and {p.headers["apns-collapse-id"] for p in pushes} == {str(d.id) for d in lows}
+    assert {p.headers["apns-collapse-id"] for p in pushes} == {
+        *(str(d.id) for d in lows[:5]), f"summary:{lows[5].id}"
+    } and len(pushes) == 6
+    assert {d.status for d in await store.list_deliveries(r.pool, flooded, limit=10, offset=0)} == {"sent"}
     assert len(r.twilio.calls_to(PHONE)) == 0  # the call is at 2 minutes
     await r.fire(timedelta(minutes=3))
     assert len(r.twilio.calls_to(PHONE)) == 1

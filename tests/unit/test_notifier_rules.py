@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier.domain import DEFAULT_PREFERENCES, FloodLimit, planned_steps, retry_delay
+from services.notifier.domain import (
+    DEFAULT_PREFERENCES,
+    SUMMARY_BODY_CHARS,
+    FloodLimit,
+    planned_steps,
+    retry_delay,
+    summary_body,
+    summary_title,
+)
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -34,3 +42,11 @@ def test_the_flood_limit_delays_low_urgency_only_and_never_drops() -> None:
     # the fourth in a minute waits until the oldest of the three leaves the window
     assert limit.wait("low", sent, NOW) == timedelta(seconds=10)
     assert limit.wait("low", [NOW - timedelta(minutes=5), *sent[1:]], NOW) is None
+
+
+def test_a_summary_counts_in_the_users_language_and_keeps_its_body_short() -> None:
+    assert summary_title(3, "de-DE") == "3 neue Benachrichtigungen"
+    assert summary_title(2, "fr") == "2 new notifications"  # languages without a text fall back to English
+    assert summary_body(["Reminder 1", "Swap accepted"]) == "Reminder 1; Swap accepted"
+    long = summary_body([f"Reminder number {i}" for i in range(40)])
+    assert len(long) == SUMMARY_BODY_CHARS and long.endswith("…") and long.startswith("Reminder number 0; ")

@@ -23,11 +23,14 @@ import asyncpg
 from services.notifier import store
 from services.notifier.domain import (
     DEFAULT_PREFERENCES,
+    SUMMARY_IDS,
     Delivery,
     Device,
     FloodLimit,
     planned_steps,
     retry_delay,
+    summary_body,
+    summary_title,
 )
 from services.notifier.providers import Outcome, Push, PushProvider, VoiceCall, VoiceProvider
 from shared import timers
@@ -159,6 +162,10 @@ class _Firing:
     channel: str
     attempt: int
     results: list[tuple[Device | None, str, Outcome]] = field(default_factory=list)
+    # Low-urgency pushes the flood limit held back go out together as one summary push, made by the first of
+    # them (`summarized`: the others); each of the others points at it (`summary`) and shares its results.
+    summarized: list[_Firing] = field(default_factory=list)
+    summary: _Firing | None = None
 
 
 async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], channels: Channels, now: datetime
@@ -225,8 +232,10 @@ async def _flood_control(
     conn: asyncpg.Connection, firings: list[_Firing], channels: Channels, now: datetime,
     rearm: list[tuple[str, str, datetime, Mapping[str, Any] | None]],
 ) -> list[_Firing]:
-    """The firings that may go now; a user's low-urgency first pushes beyond the flood limit are re-armed for
-    when there is room (each push the batch sends counts for the next)."""
+    """The firings that may go now. A user's low-urgency first pushes beyond the flood limit are re-armed,
+    marked `held`, for when there is room (each push the batch sends counts for the next). Held ones that fall
+    due when there is room go together as one summary push, which takes one place in the window (and counts
+    as the notifications it carries in the next one)."""
     def limited(f: _Firing) -> bool:
         return f.channel == "push" and f.attempt == 1 and f.delivery.urgency == "low"
 
@@ -234,17 +243,28 @@ async def _flood_control(
     if not users:
         return firings
     recent = await store.low_pushes_since_each(conn, users, now - channels.flood.window)
+    summaries: dict[UUID, _Firing] = {}
     going = []
-    for f in firings:
+    # Held ones first (they waited), oldest first: the oldest leads its summary and the titles keep their order.
+    for f in sorted(firings, key=lambda f: (not f.timer.payload.get("held"), f.delivery.created_at or now)):
         if limited(f):
-            pushed = recent.setdefault(f.delivery.user_id, [])
+            user_id = f.delivery.user_id
+            lead = summaries.get(user_id) if f.timer.payload.get("held") else None
+            if lead is not None:
+                lead.summarized.append(f)
+                f.summary = lead
+                going.append(f)
+                continue
+            pushed = recent.setdefault(user_id, [])
             wait = channels.flood.wait(f.delivery.urgency, pushed, now)
             if wait is not None:
                 log.info("low-urgency flood limit; push delayed", delivery_id=str(f.delivery.id),
                          wait_s=wait.total_seconds())
-                rearm.append((STEP, f.timer.key, now + wait, f.timer.payload))
+                rearm.append((STEP, f.timer.key, now + wait, {**f.timer.payload, "held": True}))
                 continue
             pushed.append(now)
+            if f.timer.payload.get("held"):
+                summaries[user_id] = f
         going.append(f)
     return going
 
@@ -261,15 +281,23 @@ async def _reach(conn: asyncpg.Connection, firings: list[_Firing], channels: Cha
         async with gate:
             return await call
 
+    leads = [f for f in firings if f.summarized]
+    languages = {r["user_id"]: r["language"] for r in
+                 (await store.recipients_of(conn, {f.delivery.user_id for f in leads})).values()} if leads else {}
     planned: list[tuple[_Firing, Device | None, str, Awaitable[Outcome]]] = []
     for f in firings:
         delivery = f.delivery
+        if f.summary is not None:
+            continue  # pushed as part of its summary
+        collapse = f"summary:{delivery.id}" if f.summarized else str(delivery.id)
+        if f.summarized:
+            delivery = _summary(f, languages.get(delivery.user_id, "en"))
         if f.channel == "push":
             only = set(f.timer.payload.get("devices") or [])
             mine = [d for d in devices.get(delivery.user_id, []) if not only or str(d.id) in only]
             if not mine:
                 f.results.append((None, "no device", Outcome("failed", error="the user has no device registered")))
-            planned += [(f, d, str(d.id), _push(channels, delivery, d)) for d in mine]
+            planned += [(f, d, str(d.id), _push(channels, delivery, d, collapse)) for d in mine]
         else:
             recipient = recipients.get(delivery.user_id)
             phone = recipient["phone"] if recipient is not None else None
@@ -278,14 +306,32 @@ async def _reach(conn: asyncpg.Connection, firings: list[_Firing], channels: Cha
     outcomes = await asyncio.gather(*(gated(call) for _, _, _, call in planned))
     for (f, device, target, _), outcome in zip(planned, outcomes, strict=True):
         f.results.append((device, target, outcome))
+    for f in firings:
+        if f.summary is not None:
+            f.results = list(f.summary.results)
 
 
-async def _push(channels: Channels, delivery: Delivery, device: Device) -> Outcome:
+def _summary(lead: _Firing, language: str) -> Delivery:
+    """The push that stands for `lead` and the notifications summarized with it: a count as the title, their
+    titles as the body, and the ids of (the first SUMMARY_IDS of) them; it goes out under the lead's id with
+    a collapse id of its own (`summary:<lead id>`), so the phone shows it beside what is already there."""
+    group = [lead, *lead.summarized]
+    ids = ",".join(str(f.delivery.id) for f in group[:SUMMARY_IDS])
+    return replace(
+        lead.delivery,
+        title=summary_title(len(group), language),
+        body=summary_body([f.delivery.title for f in group]),
+        data={"summary_of": ids, "count": str(len(group))},
+        kind="summary",
+    )
+
+
+async def _push(channels: Channels, delivery: Delivery, device: Device, collapse_id: str) -> Outcome:
     provider = channels.push.get(device.platform)
     if provider is None:
         return Outcome("failed", error=f"no {device.platform} push provider configured")
     push = Push(
-        token=device.token, title=delivery.title, body=delivery.body, collapse_id=str(delivery.id),
+        token=device.token, title=delivery.title, body=delivery.body, collapse_id=collapse_id,
         critical=delivery.critical and device.critical_allowed,
         time_sensitive=delivery.urgency in ("high", "critical"),
         data={**delivery.data, "delivery_id": str(delivery.id), "kind": delivery.kind,
