@@ -214,6 +214,18 @@ async def _true(value: object) -> bool:
     return bool(value)
 
 
+async def test_the_badge_a_sender_gives_reaches_the_app_icon(rig: Rig) -> None:
+    user_id, ios, android = await rig.person()
+    await rig.page(user_id, urgency="low", data={"request_id": "r-1", "badge": "1"})
+    await rig.page(user_id, urgency="low", data={"badge": "one"})  # not a number: the icon is left as it is
+    await rig.fire()
+    [counted] = [p for p in rig.apns.pushes_to(ios) if p.payload.get("request_id") == "r-1"]
+    [left] = [p for p in rig.apns.pushes_to(ios) if p is not counted]
+    assert counted.aps["badge"] == 1 and "badge" not in left.aps
+    counts = [m["message"]["android"]["notification"].get("notification_count") for m in rig.fcm.received(android)]
+    assert sorted(counts, key=str) == [1, None]
+
+
 async def test_critical_pages_break_through_where_the_phone_allows_it(rig: Rig) -> None:
     user_id, ios, android = await rig.person()
     await rig.page(user_id, urgency="critical")

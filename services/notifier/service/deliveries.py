@@ -316,12 +316,15 @@ def _summary(lead: _Firing, language: str) -> Delivery:
     titles as the body, and the ids of (the first SUMMARY_IDS of) them; it goes out under the lead's id with
     a collapse id of its own (`summary:<lead id>`), so the phone shows it beside what is already there."""
     group = [lead, *lead.summarized]
-    ids = ",".join(str(f.delivery.id) for f in group[:SUMMARY_IDS])
+    data = {"summary_of": ",".join(str(f.delivery.id) for f in group[:SUMMARY_IDS]), "count": str(len(group))}
+    newest = group[-1].delivery.data
+    if "badge" in newest:  # the newest count the sender gave
+        data["badge"] = newest["badge"]
     return replace(
         lead.delivery,
         title=summary_title(len(group), language),
         body=summary_body([f.delivery.title for f in group]),
-        data={"summary_of": ids, "count": str(len(group))},
+        data=data,
         kind="summary",
     )
 
@@ -334,6 +337,7 @@ async def _push(channels: Channels, delivery: Delivery, device: Device, collapse
         token=device.token, title=delivery.title, body=delivery.body, collapse_id=collapse_id,
         critical=delivery.critical and device.critical_allowed,
         time_sensitive=delivery.urgency in ("high", "critical"),
+        badge=badge_of(delivery.data),
         data={**delivery.data, "delivery_id": str(delivery.id), "kind": delivery.kind,
               "acknowledgeable": "true" if delivery.acknowledgeable else "false"},
     )
@@ -342,6 +346,14 @@ async def _push(channels: Channels, delivery: Delivery, device: Device, collapse
     except Exception as exc:  # a provider bug must not stop the other devices; retried like a 5xx
         log.exception("push provider raised", device_id=str(device.id))
         return Outcome("retry", error=repr(exc))
+
+
+def badge_of(data: Mapping[str, str]) -> int | None:
+    """The app icon's number a sender gave with its notification (`data.badge`, e.g. coverage's count of the
+    recipient's open requests): APNs `aps.badge`, FCM `notification_count`. None (left as it is) when absent or
+    not a whole number from 0 to 99999."""
+    text = data.get("badge", "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else None
 
 
 async def _call(channels: Channels, delivery: Delivery, phone: str | None, language: str) -> Outcome:
