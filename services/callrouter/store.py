@@ -419,12 +419,14 @@ async def get_alert(conn: asyncpg.Connection, alert_id: UUID, *, lock: bool = Fa
     return _alert(row) if row else None
 
 
-async def save_alert(conn: asyncpg.Connection, a: Alert) -> None:
-    await conn.execute(
+async def save_alert(conn: asyncpg.Connection, a: Alert) -> str:
+    """Store the alert's state; the routing number its call was made to (for the event), in the same round trip."""
+    number: str = await conn.fetchval(
         """UPDATE alerts SET status = $2, voicemail_url = $3, voicemail_s = $4, escalating = $5, round = $6,
                   rule = $7, acknowledged_by = $8, acknowledged_at = $9, resolved_by = $10, resolved_at = $11,
                   updated_at = $12, version = $13
-           WHERE alert_id = $1""",
+           WHERE alert_id = $1
+           RETURNING (SELECT to_number FROM calls WHERE calls.call_id = alerts.call_id)""",
         a.id,
         a.status,
         a.voicemail_url,
@@ -439,6 +441,7 @@ async def save_alert(conn: asyncpg.Connection, a: Alert) -> None:
         a.updated_at,
         a.version,
     )
+    return number
 
 
 async def alerts_after(conn: asyncpg.Connection, after: tuple[datetime, UUID] | None, limit: int) -> list[Alert]:

@@ -63,8 +63,7 @@ async def open_alert(conn: asyncpg.Connection, alert: Alert, routing_number: str
 async def save(conn: asyncpg.Connection, alert: Alert) -> None:
     """Store a change of the alert and publish its new state, in the caller's transaction."""
     alert.version += 1
-    await store.save_alert(conn, alert)
-    await enqueue(conn, changed_event(alert, await store.called_number(conn, alert.call_id)))
+    await enqueue(conn, changed_event(alert, await store.save_alert(conn, alert)))
 
 
 def alert_of_key(idempotency_key: str) -> UUID | None:
