@@ -604,7 +604,7 @@ def _when(unix: float | None) -> str:
 
 
 def _received_lines(platform: str, items: list[dict[str, Any]]) -> list[str]:
-    """One line per push: time, title, body, critical or not, collapse id."""
+    """One line per push: time, title, body, critical or not, collapse id, and the badge when it sets one."""
     lines = []
     for item in items:
         if platform == "ios":
@@ -616,6 +616,7 @@ def _received_lines(platform: str, items: list[dict[str, Any]]) -> list[str]:
                 isinstance(sound, dict) and bool(sound.get("critical"))
             )
             collapse = item.get("headers", {}).get("apns-collapse-id")
+            badge = aps.get("badge")
         else:
             message = item.get("message", {})
             note = message.get("notification", {})
@@ -623,9 +624,11 @@ def _received_lines(platform: str, items: list[dict[str, Any]]) -> list[str]:
             title, body = note.get("title"), note.get("body")
             critical = android.get("notification", {}).get("notification_priority") == "PRIORITY_MAX"
             collapse = android.get("collapse_key")
+            badge = android.get("notification", {}).get("notification_count")
         lines.append(
             f"  {_when(item.get('received_at'))}  {title!r}: {body!r}  "
             f"{'CRITICAL' if critical else 'normal'}  collapse={collapse or '-'}"
+            + (f"  badge={badge}" if badge is not None else "")
         )
     return lines
 
