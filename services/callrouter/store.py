@@ -373,6 +373,32 @@ async def current_leg(conn: asyncpg.Connection, call_id: UUID) -> Leg | None:
     return _leg(row) if row else None
 
 
+async def dial_intent(conn: asyncpg.Connection, leg_id: UUID) -> datetime | None:
+    """When an earlier attempt to place this leg began, if it never recorded how it went."""
+    at: datetime | None = await conn.fetchval("SELECT at FROM dial_intents WHERE leg_id = $1", leg_id)
+    return at
+
+
+async def note_dial_intent(pool: asyncpg.Pool, leg_id: UUID, at: datetime) -> None:
+    """Committed on its own, before the provider is asked (see migration 0004)."""
+    await pool.execute(
+        "INSERT INTO dial_intents (leg_id, at) VALUES ($1, $2) ON CONFLICT (leg_id) DO UPDATE SET at = EXCLUDED.at",
+        leg_id, at,
+    )
+
+
+async def forget_dial_intent(conn: asyncpg.Connection, leg_id: UUID) -> None:
+    await conn.execute("DELETE FROM dial_intents WHERE leg_id = $1", leg_id)
+
+
+async def call_sids_to(conn: asyncpg.Connection, phone: str, since: datetime) -> set[str]:
+    """The provider ids of legs placed to `phone` since then (the calls that are somebody's already)."""
+    rows = await conn.fetch(
+        "SELECT call_sid FROM legs WHERE phone = $1 AND created_at >= $2 AND call_sid IS NOT NULL", phone, since
+    )
+    return {r["call_sid"] for r in rows}
+
+
 async def save_leg(conn: asyncpg.Connection, leg: Leg) -> None:
     await conn.execute(
         "UPDATE legs SET state = $2, call_sid = $3, ended_at = $4 WHERE leg_id = $1",

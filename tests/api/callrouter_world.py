@@ -53,11 +53,22 @@ class RecordingPhones:
     dialed: list[tuple[Dial, str]] = field(default_factory=list)
     redirected: list[tuple[str, str]] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
+    created: dict[str, datetime] = field(default_factory=dict)  # call id -> when it was placed
+    # Raised right after the next dial was placed, as a process dying before it recorded the call would.
+    die_after_dial: BaseException | None = None
 
     async def dial(self, leg: Dial) -> str:
         sid = "CA" + uuid.uuid4().hex
         self.dialed.append((leg, sid))
+        self.created[sid] = datetime.now(UTC)
+        if self.die_after_dial is not None:
+            dying, self.die_after_dial = self.die_after_dial, None
+            raise dying
         return sid
+
+    async def placed(self, leg: Dial, since: datetime) -> list[str]:
+        return [sid for d, sid in self.dialed
+                if (d.to, d.from_) == (leg.to, leg.from_) and self.created[sid] >= since]
 
     async def redirect(self, call_id: str, url: str) -> None:
         self.redirected.append((call_id, url))
@@ -76,8 +87,9 @@ def callrouter_app(pool: asyncpg.Pool, database_url: str, desk: Desk) -> web.App
     return app
 
 
-def new_desk(phones: RecordingPhones, seed: int = 7) -> Desk:
-    return Desk(Urls(PUBLIC_URL), phones, ring_timeout_s=20, rng=random.Random(seed))
+def new_desk(phones: RecordingPhones, seed: int = 7, pool: asyncpg.Pool | None = None) -> Desk:
+    return Desk(Urls(PUBLIC_URL), phones, ring_timeout_s=20, rng=random.Random(seed),
+                pool=(lambda: pool) if pool is not None else None)
 
 
 def runner(pool: asyncpg.Pool, desk: Desk) -> TimerRunner:

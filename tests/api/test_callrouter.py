@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 import shared.db
 from services.callrouter.republish import republish
 from services.callrouter.service import alerts
-from services.callrouter.service.kinds import ESCALATE, LEG_DEADLINE
+from services.callrouter.service.kinds import DIAL, ESCALATE, LEG_DEADLINE
 from shared.messages import WeeklyWindow
 from shared.timers import TimerRunner
 from tests.api.callrouter_world import (
@@ -66,7 +66,7 @@ class Rig:
 @pytest.fixture
 async def rig(callrouter_pool: asyncpg.Pool, api_database: str) -> AsyncIterator[Rig]:
     phones = RecordingPhones()
-    desk = new_desk(phones)
+    desk = new_desk(phones, pool=callrouter_pool)
     async with TestClient(TestServer(callrouter_app(callrouter_pool, api_database, desk))) as client:
         yield Rig(client, callrouter_pool, phones, runner(callrouter_pool, desk))
 
@@ -610,8 +610,59 @@ async def test_a_leg_whose_end_never_arrives_counts_as_unanswered(rig: Rig, call
     assert "no longer waiting" in said(late)
 
 
-async def _current_leg(pool: asyncpg.Pool, call_sid: str) -> uuid.UUID:
-    leg_id: uuid.UUID = await pool.fetchval("SELECT leg_id FROM callrouter.legs WHERE call_sid = $1", call_sid)
+class Died(Exception):
+    """The process died: the dial timer's transaction is rolled back (the runner records a failure instead)."""
+
+
+async def _redial_now(pool: asyncpg.Pool) -> None:
+    await pool.execute("UPDATE callrouter.timers SET due_at = now() WHERE kind = $1", DIAL)
+
+
+async def test_a_leg_placed_just_before_a_crash_is_adopted_not_rung_again(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    await choose(rig, number, Digits="1")
+    rig.phones.die_after_dial = Died()
+    assert await rig.fire() == 0  # the provider placed the leg; its transaction never committed
+    ((first, placed_sid),) = rig.phones.dialed
+    assert await _current_leg(rig.pool, placed_sid) is None
+
+    await _redial_now(rig.pool)
+    assert await rig.fire() == 1  # the timer again: the call the provider has is the leg's
+    assert len(rig.phones.dialed) == 1, "the responder was rung twice"
+    leg_id = await _current_leg(rig.pool, placed_sid)
+    assert leg_id is not None
+    assert await rig.pool.fetchval("SELECT state FROM callrouter.legs WHERE leg_id = $1", leg_id) == "ringing"
+    assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.dial_intents WHERE leg_id = $1", leg_id) == 0
+    detail = await rig.pool.fetchval(
+        "SELECT detail FROM callrouter.call_events WHERE what = 'dialed' AND user_id = $1 ORDER BY at DESC LIMIT 1",
+        world.users[0],
+    )
+    assert "placed before a restart" in detail
+    prompt = await rig.hook(first.answer_url, CallStatus="in-progress", CallSid=placed_sid)
+    assert "You have a caller on hold" in said(prompt)
+
+
+async def test_a_leg_the_provider_never_placed_before_a_crash_is_dialed_once_after_it(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
+    number = await routing_number(rig, world)
+    await choose(rig, number, Digits="1")
+    leg_id = await rig.pool.fetchval("SELECT key::uuid FROM callrouter.timers WHERE kind = $1", DIAL)
+    # the intent was committed, then the process died before the provider took the request
+    await rig.pool.execute("INSERT INTO callrouter.dial_intents (leg_id, at) VALUES ($1, now())", leg_id)
+    assert await rig.fire() == 1
+    ((first, sid),) = rig.phones.dialed
+    assert first.to == world.phones_of[world.users[0]]
+    assert await _current_leg(rig.pool, sid) == leg_id
+    assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.dial_intents WHERE leg_id = $1", leg_id) == 0
+
+
+async def _current_leg(pool: asyncpg.Pool, call_sid: str) -> uuid.UUID | None:
+    leg_id: uuid.UUID | None = await pool.fetchval("SELECT leg_id FROM callrouter.legs WHERE call_sid = $1", call_sid)
     return leg_id
 
 

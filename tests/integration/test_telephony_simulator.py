@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,8 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from services.callrouter.providers import Dial as Leg
+from services.callrouter.providers.twilio_calls import TwilioCalls
 from tools.fakes.twilio import APPLICATION_ERROR, FakeTwilio, Party, Step
 
 ROUTING = "+4930900100"  # the company's number
@@ -583,3 +586,25 @@ async def test_the_call_command_prints_what_the_caller_heard(fake: FakeTwilio, r
     assert f'caller {CALLER}' in text and f'hears "{GREETING}"' in text
     assert "pressed 4" in text and f"dials {ANNA}" in text and "declined the call (busy)" in text
     assert f"connected with {BEN}" in text and "ended:" in text
+
+
+async def test_the_calls_placed_between_two_numbers_since_an_instant_are_found(
+    fake: FakeTwilio, router: Router
+) -> None:
+    """callrouter's `TwilioCalls.placed` on the real twilio client: how a leg placed just before a crash is found
+    again (the latest calls To and From the two numbers, cut at the instant, oldest first)."""
+    telephony = TwilioCalls(fake.account_sid, fake.auth_token, base_url=fake.url)
+    try:
+        fake.script(ANNA, Party(ring_s=600))
+        fake.script(BEN, Party(ring_s=600))
+        before = datetime.now(UTC) - timedelta(seconds=2)
+        leg = Leg(ANNA, ROUTING, router.url("/leg-answer"), router.url("/leg-status"), 30)
+        first = await telephony.dial(leg)
+        await telephony.dial(Leg(BEN, ROUTING, router.url("/leg-answer"), router.url("/leg-status"), 30))
+        await telephony.dial(Leg(ANNA, CALLER, router.url("/leg-answer"), router.url("/leg-status"), 30))
+        second = await telephony.dial(leg)
+
+        assert await telephony.placed(leg, before) == [first, second]
+        assert await telephony.placed(leg, datetime.now(UTC) + timedelta(seconds=5)) == []
+    finally:
+        await telephony.close()

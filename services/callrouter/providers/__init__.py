@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -29,6 +30,10 @@ class Dial:
 class Telephony(Protocol):
     async def dial(self, leg: Dial) -> str:
         """Place the leg; returns the provider's call id."""
+
+    async def placed(self, leg: Dial, since: datetime) -> list[str]:
+        """The ids of calls from `leg.from_` to `leg.to` the provider created at or after `since`, oldest first:
+        what an attempt at this leg that died before recording its call id may have placed."""
 
     async def redirect(self, call_id: str, url: str) -> None:
         """Give a live call new instructions from `url` (e.g. take a waiting caller to voicemail)."""

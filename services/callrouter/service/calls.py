@@ -47,6 +47,9 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 MAX_MENU_ATTEMPTS = 3
+# A call an interrupted attempt placed is looked for from this long before the attempt began: the provider's
+# creation times have whole seconds and its clock is not ours.
+PLACED_SLACK = timedelta(seconds=30)
 
 
 class Urls:
@@ -91,6 +94,10 @@ class Desk:
     # Whether the projections (users, policies, support hours, timelines) have caught up since this replica
     # started; before that, who is on call may be unknown or old, and no one is dialed (see `incoming`).
     caught_up: Callable[[], Awaitable[bool]] = _always
+    # The service's pool (once it runs), for the one write that must commit outside the dial timer's transaction:
+    # the intent to place a leg (`dial`). None: no intents are kept (a leg placed just before a crash may ring
+    # twice).
+    pool: Callable[[], asyncpg.Pool] | None = None
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -630,21 +637,44 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
     order = Dial(
         leg.phone, call.to_number, desk.urls.leg(leg.id, what), desk.urls.leg(leg.id, "status"), desk.ring_timeout_s
     )
+    placed = None
     try:
-        leg.call_sid = await desk.telephony.dial(order)
+        placed = await _placed_before(conn, desk.telephony, leg, order)
+        if placed is None:
+            if desk.pool is not None:
+                await store.note_dial_intent(desk.pool(), leg.id, now)
+            leg.call_sid = await desk.telephony.dial(order)
+        else:
+            leg.call_sid = placed
     except TelephonyError as exc:
         leg.state, leg.ended_at = "failed", now
         await store.save_leg(conn, leg)
+        await store.forget_dial_intent(conn, leg.id)
         await store.add_events(conn, call.id, [CallEvent(now, "dial failed", leg.user_id, str(exc)[:500])])
         if leg.kind == "responder":
             await _advance(conn, desk, call, now)
         return
     leg.state = "ringing"
     await store.save_leg(conn, leg)
-    await store.add_events(conn, call.id, [CallEvent(now, "dialed", leg.user_id, f"{leg.kind} {leg.phone}")])
+    await store.forget_dial_intent(conn, leg.id)
+    how = f"{leg.kind} {leg.phone}" + ("" if placed is None else " (placed before a restart; not dialed again)")
+    await store.add_events(conn, call.id, [CallEvent(now, "dialed", leg.user_id, how)])
     if leg.kind == "responder":
         ringing = timedelta(seconds=desk.ring_timeout_s)
         await timers.schedule(conn, LEG_DEADLINE, str(leg.id), now + ringing + desk.leg_deadline)
+
+
+async def _placed_before(conn: asyncpg.Connection, telephony: Telephony, leg: Leg, order: Dial) -> str | None:
+    """The call an earlier attempt at this leg placed before it died unrecorded, if the provider has one: the
+    oldest call between the two numbers since that attempt began that no other leg holds. Only asked when an
+    intent was left behind, so a normal dial costs no extra request."""
+    began = await store.dial_intent(conn, leg.id)
+    if began is None:
+        return None
+    since = began - PLACED_SLACK
+    taken = await store.call_sids_to(conn, leg.phone, since - timedelta(hours=1))
+    free = [sid for sid in await telephony.placed(order, since) if sid not in taken]
+    return free[0] if free else None
 
 
 async def leg_deadline(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: datetime) -> None:
