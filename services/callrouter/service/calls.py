@@ -627,9 +627,10 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
     the responder side of a callback. A leg the provider refuses is skipped at once: a caller is waiting."""
     leg = await store.get_leg(conn, UUID(timer.key))
     call = await store.get_call(conn, leg.call_id, lock=True) if leg else None
-    if leg is None or call is None or leg.state != "requested":
-        return
-    if leg.kind == "responder" and not await _waiting_for(conn, leg, call):
+    if leg is None or call is None or leg.state != "requested" or (
+        leg.kind == "responder" and not await _waiting_for(conn, leg, call)
+    ):
+        await store.forget_dial_intent(conn, UUID(timer.key))  # one an interrupted attempt left, if any
         return
     if desk.telephony is None:
         raise RuntimeError("no telephony provider is configured (TWILIO_ACCOUNT_SID)")
