@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -30,6 +31,7 @@ from tests.e2e.coverage_helpers import (
     notices_with,
     topic_now,
 )
+from tools.procs import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -140,20 +142,27 @@ async def test_an_admin_override_makes_a_pending_request_obsolete(stack: Stack, 
     assert spans(freed) == spans([mine[0], mine[2]]) and freed[0]["open_request_id"] is None
 
 
-async def test_accepting_while_schedule_is_down_completes_once_it_is_back(
-    processes: Processes, isolated_infra: IsolatedInfra
-) -> None:
-    schedule = processes.start("schedule", infra=isolated_infra, wait=False)
-    coverage = processes.start("coverage", infra=isolated_infra, wait=False)
+async def _processes_and_a_request(
+    processes: Processes, infra: IsolatedInfra
+) -> tuple[ServiceProcess, ServiceProcess, Urls, World, list[dict[str, Any]], str]:
+    """schedule and coverage as processes, a rotation, and `a` asking `b` to cover two of her shifts."""
+    schedule = processes.start("schedule", infra=infra, wait=False)
+    coverage = processes.start("coverage", infra=infra, wait=False)
     schedule.wait_ready(timeout=90)
     coverage.wait_ready(timeout=90)
     urls = Urls({"schedule": schedule.base_url, "coverage": coverage.base_url})
     base = day(2)
     w = await world_with_rotation(urls, base)
-    a, b = w.users["a"], w.users["b"]
     period = (base, base + timedelta(days=4))
     mine = await w.shifts_in_coverage("a", *period, n=2)
-    rid = (await w.ask(mine, period))["id"]
+    return schedule, coverage, urls, w, mine, (await w.ask(mine, period))["id"]
+
+
+async def test_accepting_while_schedule_is_down_completes_once_it_is_back(
+    processes: Processes, isolated_infra: IsolatedInfra
+) -> None:
+    schedule, _coverage, urls, w, mine, rid = await _processes_and_a_request(processes, isolated_infra)
+    a, b = w.users["a"], w.users["b"]
 
     schedule.terminate()
     status, answer = await w.accept(rid)
@@ -257,17 +266,8 @@ async def test_coverage_killed_after_a_request_and_in_the_middle_of_an_accept_lo
     into an acceptance (the HTTP call may or may not have committed): after each restart the requester and the
     colleague see one request, accepted once, and every notification of it is sent (a relay killed between
     publishing and deleting may send one twice, with the same idempotency key: notifier keeps one)."""
-    schedule = processes.start("schedule", infra=isolated_infra, wait=False)
-    coverage = processes.start("coverage", infra=isolated_infra, wait=False)
-    schedule.wait_ready(timeout=90)
-    coverage.wait_ready(timeout=90)
-    urls = Urls({"schedule": schedule.base_url, "coverage": coverage.base_url})
-    base = day(2)
-    w = await world_with_rotation(urls, base)
+    _schedule, coverage, urls, w, mine, rid = await _processes_and_a_request(processes, isolated_infra)
     a, b = w.users["a"], w.users["b"]
-    period = (base, base + timedelta(days=4))
-    mine = await w.shifts_in_coverage("a", *period, n=2)
-    rid = (await w.ask(mine, period))["id"]
 
     coverage.kill()
     coverage = processes.start("coverage", infra=isolated_infra)
