@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -126,3 +128,17 @@ class TwilioRest:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+
+
+# How many of the latest calls between two numbers are read to find one placed by an interrupted attempt.
+CALLS_LOOKBACK = 20
+
+
+def calls_since(latest_first: Sequence[Any], since: datetime) -> list[str]:
+    """The sids of the calls a Calls list returned (newest first, as Twilio lists them) created at or after
+    `since`, oldest first. Creation times have whole seconds: within one, the list's own order decides. What
+    an attempt to place a call that died before recording it may have placed (Twilio has no idempotency key
+    on `Calls.create`)."""
+    recent = [c for c in reversed(latest_first) if c.date_created is not None and c.date_created >= since]
+    return [str(c.sid) for c in sorted(recent, key=lambda c: c.date_created)]
+

@@ -1,5 +1,6 @@
 """Process entry point: `python -m services.notifier.main`."""
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def build(settings: Settings | None = None) -> Service:
     settings = settings or Settings()
     svc = Service(settings, api, publishes=[DELIVERIES], consumes=[USERS, NOTIFICATION_COMMANDS])
     consumers.register(svc, timedelta(seconds=settings.proof_of_delivery_s))
-    senders = channels(settings)
+    senders = dataclasses.replace(channels(settings), pool=lambda: svc.pool)
     svc.provide(
         TWILIO_WEBHOOK,
         TwilioWebhook.behind(

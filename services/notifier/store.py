@@ -213,6 +213,47 @@ async def record_attempts(conn: asyncpg.Connection, attempts: Sequence[Attempt])
     )
 
 
+async def call_intents(
+    conn: asyncpg.Connection, steps: Collection[tuple[UUID, int]]
+) -> dict[tuple[UUID, int], datetime]:
+    """When earlier attempts at these voice steps began, for those that never recorded how they went."""
+    rows = await conn.fetch(
+        """SELECT c.delivery_id, c.step, c.at FROM call_intents c
+           JOIN unnest($1::uuid[], $2::int[]) AS x(d, s) ON (c.delivery_id, c.step) = (x.d, x.s)""",
+        [d for d, _ in steps], [s for _, s in steps],
+    )
+    return {(r["delivery_id"], r["step"]): r["at"] for r in rows}
+
+
+async def note_call_intents(pool: asyncpg.Pool, steps: Collection[tuple[UUID, int]], at: datetime) -> None:
+    """Committed on its own, before the provider is asked (see migration 0006)."""
+    await pool.execute(
+        """INSERT INTO call_intents (delivery_id, step, at)
+           SELECT d, s, $3 FROM unnest($1::uuid[], $2::int[]) AS x(d, s)
+           ON CONFLICT (delivery_id, step) DO UPDATE SET at = EXCLUDED.at""",
+        [d for d, _ in steps], [s for _, s in steps], at,
+    )
+
+
+async def forget_call_intents(conn: asyncpg.Connection, steps: Collection[tuple[UUID, int]]) -> None:
+    if steps:
+        await conn.execute(
+            """DELETE FROM call_intents c USING unnest($1::uuid[], $2::int[]) AS x(d, s)
+               WHERE (c.delivery_id, c.step) = (x.d, x.s)""",
+            [d for d, _ in steps], [s for _, s in steps],
+        )
+
+
+async def calls_to(conn: asyncpg.Connection, phone: str, since: datetime) -> set[str]:
+    """The provider ids of calls recorded to `phone` since then (somebody's already)."""
+    rows = await conn.fetch(
+        """SELECT provider_id FROM delivery_attempts
+           WHERE channel = 'voice' AND target = $1 AND at >= $2 AND provider_id IS NOT NULL""",
+        phone, since,
+    )
+    return {r["provider_id"] for r in rows}
+
+
 async def list_deliveries(pool: asyncpg.Pool, user_id: UUID, *, limit: int, offset: int) -> list[Delivery]:
     rows = await pool.fetch(
         f"""SELECT {_DELIVERY_COLUMNS} FROM deliveries

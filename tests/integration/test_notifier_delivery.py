@@ -50,6 +50,7 @@ class Rig:
     channels: deliveries.Channels
     runner: TimerRunner
     clock: dict[str, timedelta]
+    crash_next: bool = False  # the next batch of steps dies after the providers answered, before its commit
 
     async def person(self) -> tuple[uuid.UUID, str, str]:
         """A user with an iPhone (critical alerts allowed), an Android phone and a phone number."""
@@ -100,6 +101,10 @@ class Rig:
         return [m for m in (json.loads(bytes(r["payload"])) for r in rows) if m["type"] == type_]
 
 
+class Died(Exception):
+    pass
+
+
 @pytest.fixture
 async def rig(infra: Infra) -> AsyncIterator[Rig]:
     url = await _create_database(infra.database_url, f"n_{uuid.uuid4().hex[:10]}")
@@ -124,6 +129,7 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
                 from_number="+15005550006",
                 webhook_url=public,
                 first_retry_s=1.0,
+                pool=lambda: pool,
             )
 
             clock = {"ahead": timedelta(0)}  # the test moves time forward for the runner and the handlers alike
@@ -131,6 +137,9 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
             async def steps(conn: asyncpg.Connection, due: list[Any]) -> None:  # in batches, as notifier runs them
                 now = await conn.fetchval("SELECT now()") + clock["ahead"]
                 await deliveries.fire_steps(conn, due, rig.channels, now)
+                if rig.crash_next:
+                    rig.crash_next = False
+                    raise Died("notifier died before the step's transaction committed")
 
             async def proof(conn: asyncpg.Connection, timer: Any) -> None:
                 await deliveries.check_proof(conn, timer, await conn.fetchval("SELECT now()") + clock["ahead"])
@@ -224,6 +233,30 @@ async def test_the_badge_a_sender_gives_reaches_the_app_icon(rig: Rig) -> None:
     assert counted.aps["badge"] == 1 and "badge" not in left.aps
     counts = [m["message"]["android"]["notification"].get("notification_count") for m in rig.fcm.received(android)]
     assert sorted(counts, key=str) == [1, None]
+
+
+async def test_a_call_placed_just_before_a_crash_is_taken_not_placed_again(rig: Rig) -> None:
+    """Twilio placed the call, then notifier died before the step recorded it: the step fires again, finds the
+    call intent it left, and takes the call Twilio has instead of calling the user a second time."""
+    user_id, _, _ = await rig.person()
+    delivery = await rig.page(user_id)
+    await rig.fire()  # the push
+    rig.crash_next = True
+    assert await rig.fire(timedelta(minutes=3)) == 0  # the call placed; the step's transaction rolled back
+    [call] = rig.twilio.calls_to(PHONE)
+    assert await rig.pool.fetchval("SELECT count(*) FROM call_intents WHERE delivery_id = $1", delivery.id) == 1
+
+    assert await rig.fire(timedelta(minutes=3, seconds=30)) == 1  # the step again, after its backoff
+    assert len(rig.twilio.calls_to(PHONE)) == 1, "the user was called twice"
+    voice = await rig.pool.fetch(
+        "SELECT result, provider_id FROM delivery_attempts WHERE delivery_id = $1 AND channel = 'voice'", delivery.id
+    )
+    assert [(r["result"], r["provider_id"]) for r in voice] == [("sent", call.sid)]
+    assert await rig.pool.fetchval("SELECT count(*) FROM call_intents WHERE delivery_id = $1", delivery.id) == 0
+    pressed = await rig.twilio.press(call.sid, "1")  # the call taken over still acknowledges the page
+    assert pressed["webhook"]["status"] == 200, pressed
+    done = await store.get_delivery(rig.pool, delivery.id)
+    assert done is not None and done.acknowledged_via == "voice"
 
 
 async def test_critical_pages_break_through_where_the_phone_allows_it(rig: Rig) -> None:

@@ -13,14 +13,12 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from services.callrouter.providers import Dial, TelephonyError
-from shared.webhooks import TwilioRest
+from shared.webhooks import CALLS_LOOKBACK, TwilioRest, calls_since
 
 TWILIO_API_URL = "https://api.twilio.com"
 EVENTS = ["initiated", "ringing", "answered", "completed"]
 # Twilio error 21220: the call is not in a state that allows the change (it already ended).
 CALL_NOT_LIVE = 21220
-# How many of the latest calls between two numbers `placed` reads (newest first).
-PLACED_LOOKBACK = 20
 
 
 class TwilioCalls:
@@ -46,11 +44,9 @@ class TwilioCalls:
         return str(placed.sid)
 
     async def placed(self, leg: Dial, since: datetime) -> list[str]:
-        # Twilio's own date filter is by day: the latest calls between the two numbers (newest first) are read
-        # and cut here. Creation times have whole seconds: within one, the list's own order decides.
-        found = await self._do(lambda calls: calls.list_async(to=leg.to, from_=leg.from_, limit=PLACED_LOOKBACK))
-        recent = [c for c in reversed(found) if c.date_created is not None and c.date_created >= since]
-        return [str(c.sid) for c in sorted(recent, key=lambda c: c.date_created)]
+        # Twilio's own date filter is by day: the latest calls between the two numbers are read and cut here.
+        found = await self._do(lambda calls: calls.list_async(to=leg.to, from_=leg.from_, limit=CALLS_LOOKBACK))
+        return calls_since(found, since)
 
     async def redirect(self, call_id: str, url: str) -> None:
         await self._do(lambda calls: calls(call_id).update_async(url=url, method="POST"))

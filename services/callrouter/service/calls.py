@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -642,8 +642,8 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
     try:
         placed = await _placed_before(conn, desk.telephony, leg, order)
         if placed is None:
-            if desk.pool is not None:
-                await store.note_dial_intent(desk.pool(), leg.id, now)
+            if desk.pool is not None:  # the wall clock: it is compared with the provider's creation times
+                await store.note_dial_intent(desk.pool(), leg.id, datetime.now(UTC))
             leg.call_sid = await desk.telephony.dial(order)
         else:
             leg.call_sid = placed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 Platform = Literal["ios", "android"]
@@ -77,5 +78,9 @@ class VoiceProvider(Protocol):
     """Places outbound voice calls."""
 
     async def call(self, call: VoiceCall) -> Outcome: ...
+
+    async def placed(self, call: VoiceCall, since: datetime) -> list[str]:
+        """The ids of calls from `call.from_` to `call.to` the vendor created at or after `since`, oldest first:
+        what an attempt that died before recording its call may have placed."""
 
     async def close(self) -> None: ...

@@ -7,6 +7,7 @@ The twilio package's own async HTTP client places the call. `base_url` replaces 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -14,7 +15,7 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from services.notifier.providers import Outcome, VoiceCall
-from shared.webhooks import TwilioRest
+from shared.webhooks import CALLS_LOOKBACK, TwilioRest, calls_since
 
 TWILIO_API_URL = "https://api.twilio.com"
 # The prompt after the message, by primary language subtag; English for the others.
@@ -91,6 +92,13 @@ class TwilioVoice:
         except TwilioException as exc:
             return Outcome("failed", error=str(exc))
         return Outcome("sent", provider_id=placed.sid)
+
+    async def placed(self, call: VoiceCall, since: datetime) -> list[str]:
+        async with asyncio.timeout(self._timeout_s):
+            found = await self._twilio().api.v2010.account.calls.list_async(
+                to=call.to, from_=call.from_, limit=CALLS_LOOKBACK
+            )
+        return calls_since(found, since)
 
     async def close(self) -> None:
         await self._rest.close()

@@ -5,16 +5,17 @@ Guarantee. A step's timer is removed in the same transaction that records what t
 crash after a provider accepted a push but before that commit leaves the timer due, so the step runs again:
 at least once per step and device, never lost. A resend carries the same collapse id (the delivery id;
 `apns-collapse-id`, FCM `collapse_key`/`tag`), so the phone shows one notification, updated. Voice calls
-have no such id; a call repeated after a crash is possible and is the price of never losing one.
+have no such id: a call intent is committed before each call, and a step that fires again over one takes the
+call Twilio already placed instead of calling again (`_calls_begun`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -57,6 +58,9 @@ STEP = "notifier.step"
 PROOF = "notifier.proof"
 # A critical page whose push the app has not confirmed receiving by then calls the user at once.
 PROOF_AFTER = timedelta(seconds=30)
+# A call an interrupted attempt placed is looked for from this long before the attempt began: the vendor's
+# creation times have whole seconds and its clock is not ours.
+PLACED_SLACK = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Channels:
     max_retry_s: float = 60.0
     flood: FloodLimit = field(default_factory=FloodLimit)
     concurrency: int = 100  # pushes and calls in flight at once while a batch of steps fires
+    # The service's pool (once it runs), for the call intents committed before a call is placed (`_calls_begun`).
+    # None: none are kept, and a call placed just before a crash may be placed again.
+    pool: Callable[[], asyncpg.Pool] | None = None
 
 
 async def apply_user_snapshot(pool: asyncpg.Pool, snapshot: UserSnapshot) -> bool:
@@ -222,6 +229,7 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
         elif not rearmed and not sent and status[delivery.id] == "planned":
             status[delivery.id] = "failed"
     await store.record_attempts(conn, attempts)
+    await store.forget_call_intents(conn, [(f.delivery.id, f.step) for f in firings if f.channel != "push"])
     await store.delete_devices(conn, gone)
     await enqueue_all(conn, events)
     await timers.schedule_many(conn, rearm)
@@ -273,17 +281,18 @@ async def _reach(conn: asyncpg.Connection, firings: list[_Firing], channels: Cha
     """Make every push and call of the firings at once (at most `channels.concurrency` in flight), keeping each
     firing's results in its devices' order."""
     devices = await store.devices_of_each(conn, {f.delivery.user_id for f in firings if f.channel == "push"})
-    callees = {f.delivery.user_id for f in firings if f.channel != "push"}
-    recipients = await store.recipients_of(conn, callees) if callees else {}
+    voice = [f for f in firings if f.channel != "push"]
+    leads = [f for f in firings if f.summarized]
+    people = {f.delivery.user_id for f in voice + leads}
+    recipients = await store.recipients_of(conn, people) if people else {}
+    languages = {user_id: r["language"] for user_id, r in recipients.items()}
+    recovering = await _calls_begun(conn, voice, recipients, channels)
     gate = asyncio.Semaphore(channels.concurrency)
 
     async def gated(call: Awaitable[Outcome]) -> Outcome:
         async with gate:
             return await call
 
-    leads = [f for f in firings if f.summarized]
-    languages = {r["user_id"]: r["language"] for r in
-                 (await store.recipients_of(conn, {f.delivery.user_id for f in leads})).values()} if leads else {}
     planned: list[tuple[_Firing, Device | None, str, Awaitable[Outcome]]] = []
     for f in firings:
         delivery = f.delivery
@@ -301,7 +310,8 @@ async def _reach(conn: asyncpg.Connection, firings: list[_Firing], channels: Cha
         else:
             recipient = recipients.get(delivery.user_id)
             phone = recipient["phone"] if recipient is not None else None
-            call = _call(channels, delivery, phone, recipient["language"] if recipient else "en")
+            begun = recovering.get((delivery.id, f.step))
+            call = _call(channels, delivery, phone, recipient["language"] if recipient else "en", begun)
             planned.append((f, None, phone or "no phone", call))
     outcomes = await asyncio.gather(*(gated(call) for _, _, _, call in planned))
     for (f, device, target, _), outcome in zip(planned, outcomes, strict=True):
@@ -356,7 +366,47 @@ def badge_of(data: Mapping[str, str]) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else None
 
 
-async def _call(channels: Channels, delivery: Delivery, phone: str | None, language: str) -> Outcome:
+@dataclass
+class _Begun:
+    """An earlier attempt at a voice step that died unrecorded: when it began, and the calls to that phone
+    somebody already holds (shared by the steps to one phone, so two never take the same call)."""
+
+    at: datetime
+    taken: set[str]
+
+
+async def _calls_begun(
+    conn: asyncpg.Connection, voice: Sequence[_Firing], recipients: Mapping[UUID, asyncpg.Record],
+    channels: Channels,
+) -> dict[tuple[UUID, int], _Begun]:
+    """The voice steps an interrupted attempt began (a call intent was left behind), and a new intent for each
+    of the others, committed on its own before any provider is asked: Twilio has no idempotency key, so a step
+    that dies after Twilio placed its call must find that call rather than call again."""
+    if not voice:
+        return {}
+    steps = [(f.delivery.id, f.step) for f in voice]
+    began = await store.call_intents(conn, steps)
+    taken: dict[str, set[str]] = {}
+    begun = {}
+    for f in voice:
+        at = began.get((f.delivery.id, f.step))
+        recipient = recipients.get(f.delivery.user_id)
+        phone = recipient["phone"] if recipient is not None else None
+        if at is None or not phone:
+            continue
+        if phone not in taken:
+            taken[phone] = await store.calls_to(conn, phone, at - timedelta(hours=1))
+        begun[(f.delivery.id, f.step)] = _Begun(at, taken[phone])
+    fresh = [step for step in steps if step not in began]
+    if fresh and channels.pool is not None and channels.voice is not None:
+        # the wall clock, not the handler's `now`: it is compared with the vendor's creation times
+        await store.note_call_intents(channels.pool(), fresh, datetime.now(UTC))
+    return begun
+
+
+async def _call(
+    channels: Channels, delivery: Delivery, phone: str | None, language: str, begun: _Begun | None = None
+) -> Outcome:
     if channels.voice is None:
         return Outcome("failed", error="no voice provider configured")
     if not phone:
@@ -365,6 +415,17 @@ async def _call(channels: Channels, delivery: Delivery, phone: str | None, langu
         to=phone, from_=channels.from_number, message=f"{delivery.title}. {delivery.body}", language=language,
         callback_url=f"{channels.webhook_url.rstrip('/')}/webhooks/twilio/voice/{delivery.id}",
     )
+    if begun is not None:
+        try:
+            placed = await channels.voice.placed(call, begun.at - PLACED_SLACK)
+        except Exception as exc:  # the vendor cannot say now: retried like any refusal for now
+            return Outcome("retry", error=f"cannot list the calls placed before a restart: {exc!r}"[:500])
+        free = [sid for sid in placed if sid not in begun.taken]
+        if free:
+            begun.taken.add(free[0])
+            log.info("call placed before a restart found; not calling again", delivery_id=str(delivery.id),
+                     call_sid=free[0])
+            return Outcome("sent", provider_id=free[0])
     try:
         return await channels.voice.call(call)
     except Exception as exc:
