@@ -147,12 +147,6 @@ async def cancel(conn: asyncpg.Connection, kind: str, key: str) -> bool:
     return await cancel_kinds(conn, key, kind) == 1
 
 
-async def cancel_keys(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> int:
-    """Drop the pending timers of `kind` for each of `keys` in one round trip; returns how many there were."""
-    status = await conn.execute("DELETE FROM timers WHERE kind = $1 AND key = ANY($2::text[])", kind, list(keys))
-    return int(status.split()[-1])
-
-
 async def cancel_kinds(conn: asyncpg.Connection, key: str, *kinds: str) -> int:
     """Drop the pending timers of `key` of each of `kinds` in one round trip; returns how many there were."""
     status = await conn.execute("DELETE FROM timers WHERE key = $1 AND kind = ANY($2::text[])", key, list(kinds))

@@ -336,7 +336,7 @@ async def events(conn: asyncpg.Connection, call_id: UUID) -> list[CallEvent]:
 _LEG = "leg_id, call_id, kind, user_id, phone, state, created_at, call_sid, ended_at"
 
 
-def _leg(row: asyncpg.Record) -> Leg:
+def _leg(row: asyncpg.Record | dict[str, Any]) -> Leg:
     values = dict(row)
     values["id"] = values.pop("leg_id")
     return Leg(**values)
@@ -373,10 +373,16 @@ async def current_leg(conn: asyncpg.Connection, call_id: UUID) -> Leg | None:
     return _leg(row) if row else None
 
 
-async def dial_intent(conn: asyncpg.Connection, leg_id: UUID) -> datetime | None:
-    """When an earlier attempt to place this leg began, if it never recorded how it went."""
-    at: datetime | None = await conn.fetchval("SELECT at FROM dial_intents WHERE leg_id = $1", leg_id)
-    return at
+async def leg_to_dial(conn: asyncpg.Connection, leg_id: UUID) -> tuple[Leg, datetime | None] | None:
+    """The leg, and when an earlier attempt to place it began if that attempt never recorded how it went."""
+    row = await conn.fetchrow(
+        f"SELECT {_LEG}, at AS intent_at FROM legs LEFT JOIN dial_intents USING (leg_id) WHERE leg_id = $1", leg_id
+    )
+    if row is None:
+        return None
+    values = dict(row)
+    began: datetime | None = values.pop("intent_at")
+    return _leg(values), began
 
 
 async def note_dial_intent(pool: asyncpg.Pool, leg_id: UUID, at: datetime) -> None:

@@ -33,8 +33,6 @@ def _user_row(user: UserSnapshot) -> dict[str, object]:
     }
 
 
-
-
 async def upsert_users(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) -> list[Hashable]:
     """Keep the newest snapshot of each of these users (distinct ids) in one statement; the ids that changed."""
     return await upsert_snapshots(conn, "users", "user_id", [(u.version, _user_row(u)) for u in users])
@@ -42,8 +40,6 @@ async def upsert_users(conn: asyncpg.Connection, users: Sequence[UserSnapshot]) 
 
 def _team_row(team: TeamSnapshot) -> dict[str, object]:
     return {"team_id": team.team_id, "name": team.name, "member_ids": team.member_ids}
-
-
 
 
 async def upsert_teams(conn: asyncpg.Connection, teams: Sequence[TeamSnapshot]) -> list[Hashable]:

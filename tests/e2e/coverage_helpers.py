@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.testing import eventually
 from shared.topics import NOTIFICATION_COMMANDS
 from tests.conftest import token
+from tests.e2e.http import call
 
 ADMIN = token(uuid.uuid4(), "admin")
 
@@ -32,11 +32,6 @@ class Urls:
 
     def url(self, service: str, path: str) -> str:
         return self.bases[service] + path
-
-
-async def call(method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.request(method, url, headers=headers, **kw) as resp:
-        return resp.status, (await resp.json(content_type=None) if resp.content_length != 0 else None)
 
 
 def iso(t: datetime) -> str:

@@ -23,7 +23,6 @@ from tests.e2e.coverage_helpers import (
     Urls,
     World,
     at,
-    call,
     day,
     key,
     middle,
@@ -31,6 +30,7 @@ from tests.e2e.coverage_helpers import (
     notices_with,
     topic_now,
 )
+from tests.e2e.http import call
 from tools.procs import ServiceProcess
 
 pytestmark = pytest.mark.e2e

@@ -12,15 +12,10 @@ from shared.messages import SendNotification
 from shared.testing import eventually, produce, read_topic
 from shared.topics import NOTIFICATION_COMMANDS, USERS
 from tests.conftest import Infra, Stack, token
+from tests.e2e.http import call
 
 pytestmark = pytest.mark.e2e
 ADMIN = token(uuid.uuid4(), "admin")
-
-
-async def call(method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.request(method, url, headers=headers, **kw) as resp:
-        body = await resp.json(content_type=None) if resp.content_length != 0 else None
-        return resp.status, body
 
 
 async def new_user(stack: Stack, **fields: Any) -> dict[str, Any]:

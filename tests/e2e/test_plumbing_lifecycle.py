@@ -6,23 +6,15 @@ import os
 import signal
 from typing import Any
 
-import aiohttp
 import pytest
 
 from shared.testing import eventually
 from tests.conftest import IsolatedInfra, Processes
+from tests.e2e.http import get
 from tools.infra import free_port
 from tools.procs import ServiceProcess
 
 pytestmark = pytest.mark.e2e
-
-
-async def get(process: ServiceProcess, path: str) -> tuple[int, Any] | None:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(process.base_url + path, timeout=2) as resp:
-            return resp.status, await resp.json()
-    except (TimeoutError, aiohttp.ClientError):
-        return None
 
 
 async def sigterm_and_wait(process: ServiceProcess) -> None:

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import icalendar
 import pytest
 
@@ -15,17 +14,11 @@ from shared.messages import CoverageRequestAccepted, CoverageRequestRevoked, Sch
 from shared.testing import produce, read_topic
 from shared.topics import COVERAGE_OUTCOMES, COVERAGE_REQUESTS, POLICIES, SUPPORT_HOURS, TIMELINES
 from tests.conftest import Infra, Stack, token
+from tests.e2e.http import call
 
 pytestmark = pytest.mark.e2e
 ADMIN = token(uuid.uuid4(), "admin")
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; New York springs forward on Sunday 2026-03-08
-
-
-async def call(method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.request(method, url, headers=headers, **kw) as resp:
-        if resp.content_type == "text/calendar":
-            return resp.status, await resp.read()
-        return resp.status, (await resp.json(content_type=None) if resp.content_length != 0 else None)
 
 
 async def users(stack: Stack, n: int) -> list[str]:

@@ -14,18 +14,11 @@ import pytest
 from shared.testing import eventually, read_topic
 from shared.topics import USERS
 from tests.conftest import Infra, Processes, _create_database, token
+from tests.e2e.http import get
 from tools import infra as local
 from tools.procs import ServiceProcess, apply_migrations
 
 pytestmark = pytest.mark.e2e
-
-
-async def get(process: ServiceProcess, path: str) -> tuple[int, Any] | None:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(process.base_url + path, timeout=2) as resp:
-            return resp.status, await resp.json()
-    except (TimeoutError, aiohttp.ClientError):
-        return None
 
 
 async def test_a_service_started_before_its_broker_serves_then_connects_and_publishes_what_waited(

@@ -625,7 +625,8 @@ async def _advance(conn: asyncpg.Connection, desk: Desk, call: Call, now: dateti
 async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: datetime) -> None:
     """Place a leg with the provider: a responder for a waiting caller (unless the call moved on meanwhile), or
     the responder side of a callback. A leg the provider refuses is skipped at once: a caller is waiting."""
-    leg = await store.get_leg(conn, UUID(timer.key))
+    found = await store.leg_to_dial(conn, UUID(timer.key))
+    leg, began = found if found else (None, None)
     call = await store.get_call(conn, leg.call_id, lock=True) if leg else None
     if leg is None or call is None or leg.state != "requested" or (
         leg.kind == "responder" and not await _waiting_for(conn, leg, call)
@@ -640,7 +641,7 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
     )
     placed = None
     try:
-        placed = await _placed_before(conn, desk.telephony, leg, order)
+        placed = await _placed_before(conn, desk.telephony, leg, order, began) if began else None
         if placed is None:
             if desk.pool is not None:  # the wall clock: it is compared with the provider's creation times
                 await store.note_dial_intent(desk.pool(), leg.id, datetime.now(UTC))
@@ -665,13 +666,12 @@ async def dial(conn: asyncpg.Connection, desk: Desk, timer: timers.Timer, now: d
         await timers.schedule(conn, LEG_DEADLINE, str(leg.id), now + ringing + desk.leg_deadline)
 
 
-async def _placed_before(conn: asyncpg.Connection, telephony: Telephony, leg: Leg, order: Dial) -> str | None:
-    """The call an earlier attempt at this leg placed before it died unrecorded, if the provider has one: the
-    oldest call between the two numbers since that attempt began that no other leg holds. Only asked when an
-    intent was left behind, so a normal dial costs no extra request."""
-    began = await store.dial_intent(conn, leg.id)
-    if began is None:
-        return None
+async def _placed_before(
+    conn: asyncpg.Connection, telephony: Telephony, leg: Leg, order: Dial, began: datetime
+) -> str | None:
+    """The call an earlier attempt at this leg (begun then) placed before it died unrecorded, if the provider has
+    one: the oldest call between the two numbers since then that no other leg holds. Only asked when an intent
+    was left behind, so a normal dial costs no extra request."""
     since = began - PLACED_SLACK
     taken = await store.call_sids_to(conn, leg.phone, since - timedelta(hours=1))
     free = [sid for sid in await telephony.placed(order, since) if sid not in taken]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -269,22 +270,21 @@ async def get_events(request: web.Request) -> web.Response:
 
 async def party_press(request: web.Request) -> web.Response:
     """`POST /_sim/calls/{sid}/press {"digits"}`: the party presses keys now (taken by the current or next Gather)."""
-    call = the_call(request)
-    digits = str((await json_body(request)).get("digits", request.query.get("digits", "")))
-    if not digits:
-        raise web.HTTPBadRequest(text="digits are required")
-    call.give_input(Step.press(digits))
-    call.manual_answer.set()
-    return web.json_response(call_view(request.app[STATE], call, events=False))
+    return await _party_input(request, "digits", Step.press)
 
 
 async def party_say(request: web.Request) -> web.Response:
     """`POST /_sim/calls/{sid}/say {"text"}`: the party says something now."""
+    return await _party_input(request, "text", Step.say)
+
+
+async def _party_input(request: web.Request, field: str, step: Callable[[str], Step]) -> web.Response:
+    """The party's input `field` (JSON body or query) given to their call now."""
     call = the_call(request)
-    text = str((await json_body(request)).get("text", request.query.get("text", "")))
-    if not text:
-        raise web.HTTPBadRequest(text="text is required")
-    call.give_input(Step.say(text))
+    value = str((await json_body(request)).get(field, request.query.get(field, "")))
+    if not value:
+        raise web.HTTPBadRequest(text=f"{field} are required" if field == "digits" else f"{field} is required")
+    call.give_input(step(value))
     call.manual_answer.set()
     return web.json_response(call_view(request.app[STATE], call, events=False))
 
