@@ -20,12 +20,13 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user '$(USER)',)
 TOKEN_ROLE := $(if $(ROLE),--role '$(ROLE)',)
 
-.PHONY: help venv up down status logs token phone call test lint bench clean k8s-check
+.PHONY: help venv up down status logs token phone call demo test lint bench clean k8s-check
 
 help:
 	@echo "targets: up [BROKER=tansu|noida] down status logs [NAME=..] token [USER=.. ROLE=..]"
 	@echo "         phone USER=.. (what that user's phones got from the vendor fakes)"
 	@echo "         call TO=.. [DIGITS=..|SAY=..] [FROM=..] [RESPONDERS='NUMBER=SPEC ..'] [VOICE_URL=..] (a test call)"
+	@echo "         demo (after make up: coverage, a routed call and an escalation, in plain words, < 1 min)"
 	@echo "         test [PYTEST_ARGS=..] lint bench venv clean"
 	@echo "         k8s-check (build + validate deploy/k8s offline; also part of make test)"
 
@@ -66,6 +67,10 @@ call: $(STAMP)
 	$(PY) -m tools.fakes.twilio call --to '$(TO)' $(if $(FROM),--from '$(FROM)') \
 		$(foreach d,$(DIGITS),--press '$(d)') $(if $(SAY),--say '$(SAY)') \
 		$(foreach r,$(RESPONDERS),--responder '$(r)') $(if $(VOICE_URL),--voice-url '$(VOICE_URL)')
+
+# Plays the seeds' workflows against what `make up` runs (a new cast each time) and prints each step.
+demo: $(STAMP)
+	@$(PY) -m tools.demo
 
 # pytest's own exit code is the result; 5 (nothing collected) is a failure, never a green run.
 test: $(STAMP)

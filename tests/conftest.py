@@ -38,7 +38,7 @@ SESSION_TIMEOUT_MS = "6000"
 JWT_SECRET = ServiceSettings().jwt_secret.get_secret_value()
 BACKEND = pytest.StashKey[local.InfraBackend]()
 # Fixtures that start service processes: a test using one is end-to-end.
-PROCESS_FIXTURES = frozenset({"stack", "processes"})
+PROCESS_FIXTURES = frozenset({"stack", "processes", "platform"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -220,15 +220,13 @@ async def _create_database(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture
-async def isolated_infra(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[IsolatedInfra]:
-    """A database and a broker of this test's own: Tansu, or with `@pytest.mark.broker("noida")` one whose data
-    survives `broker.stop()` + `broker.start()` (noida-db). Under TEST_INFRA=containers both are an Apache Kafka
-    container: Kafka keeps its log across a container stop/start, which is all that noida is asked for here."""
-    marker = request.node.get_closest_marker("broker")
-    kind = cast(local.BrokerKind, marker.args[0] if marker else "tansu")
+@contextlib.asynccontextmanager
+async def own_infra(infra: Infra, kind: local.BrokerKind = "tansu") -> AsyncIterator[IsolatedInfra]:
+    """A database (migrated) and a broker nobody else uses: Tansu, or noida whose data survives
+    `broker.stop()` + `broker.start()`. Under TEST_INFRA=containers the broker is an Apache Kafka container:
+    Kafka keeps its log across a container stop/start, which is all that noida is asked for here."""
     if kind not in local.BROKER_KINDS:
-        raise ValueError(f"@pytest.mark.broker({kind!r}): one of {', '.join(local.BROKER_KINDS)}")
+        raise ValueError(f"broker {kind!r}: one of {', '.join(local.BROKER_KINDS)}")
     name = f"t_{uuid.uuid4().hex[:10]}"
     database_url = await _create_database(infra.database_url, name)
     apply_migrations(database_url)
@@ -244,3 +242,11 @@ async def isolated_infra(infra: Infra, request: pytest.FixtureRequest) -> AsyncI
         yield IsolatedInfra(database_url, broker.bootstrap, broker_dir, infra.backend, broker)
     finally:
         dispose()
+
+
+@pytest.fixture
+async def isolated_infra(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[IsolatedInfra]:
+    """A database and a broker of this test's own (`own_infra`); `@pytest.mark.broker("noida")` picks noida."""
+    marker = request.node.get_closest_marker("broker")
+    async with own_infra(infra, cast(local.BrokerKind, marker.args[0] if marker else "tansu")) as own:
+        yield own

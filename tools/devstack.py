@@ -37,6 +37,7 @@ from shared.auth import issue_dev_token
 from shared.services import DEFAULT_PORTS, SERVICE_NAMES
 from shared.settings import DEV_JWT_SECRET
 from tools import infra
+from tools.fakes.inbox import Received
 from tools.gateway import local as gateway
 from tools.procs import (
     REPO_ROOT,
@@ -56,6 +57,8 @@ ROLES = ("admin", "responder", "observer")
 # Token subjects are user ids (UUIDs); this one stands for an admin before the seed has created one.
 DEFAULT_DEV_USER = "00000000-0000-4000-8000-00000000d0a0"
 LOCAL_SESSION_TIMEOUT_MS = "6000"
+# A minute of a user-set delay (escalation timeouts, notification steps) lasts this many seconds under `make up`.
+LOCAL_DELAY_MINUTE_S = "3"
 
 
 def issue_token(user: str, role: str, ttl: int = 3600) -> str:
@@ -153,6 +156,12 @@ def _services_up(
     return procs
 
 
+def delay_minute_s(run_dir: Path = RUN_DIR) -> float:
+    """How many seconds a minute of escalation or notification delay lasts on the services `make up` runs."""
+    record = _load_records(run_dir).get("callrouter")
+    return float(record.started_with.get("DELAY_MINUTE_S", 60)) if record else 60.0
+
+
 def _services_down(run_dir: Path) -> list[str]:
     stopped = []
     for record in _load_records(run_dir).values():
@@ -182,13 +191,13 @@ class FakeSpec:
     probe: str  # a GET on the inspection port that answers 200 once the fake serves
     inbox: str  # "what the phone received", by device token or phone number: append the (quoted) value
 
-    def argv(self, ports: dict[str, int], state_dir: Path) -> list[str]:
+    def argv(self, ports: dict[str, int], state_dir: Path, time_scale: float = 1.0) -> list[str]:
         argv = [sys.executable, "-m", self.module, "--port", str(ports["port"])]
         if self.name == "fake-apns":
             return [*argv, "--admin-port", str(ports["admin_port"]), "--cert-dir", str(state_dir)]
         if self.name == "fake-fcm":
             return [*argv, "--state-dir", str(state_dir)]
-        return argv
+        return [*argv, "--time-scale", f"{time_scale:g}"]
 
     def url(self, ports: dict[str, int]) -> str:
         """Where the vendor API answers (APNs: TLS)."""
@@ -293,10 +302,13 @@ def _wait_fake(record: FakeRecord, proc: OsProcess, timeout: float = FAKE_START_
         time.sleep(0.1)
 
 
-def fakes_up(run_dir: Path, ports: dict[str, dict[str, int]] | None = None) -> dict[str, FakeRecord]:
+def fakes_up(
+    run_dir: Path, ports: dict[str, dict[str, int]] | None = None, time_scale: float = 1.0
+) -> dict[str, FakeRecord]:
     """Keep each recorded fake that still runs and answers; (re)start the others and wait until they serve.
 
-    `ports` (fake name -> port key -> port) overrides the defaults, as tests do.
+    `ports` (fake name -> port key -> port) overrides the defaults, as tests do; `time_scale`: the telephony
+    simulator's real seconds per simulated second.
     """
     records = load_fakes(run_dir)
     started: dict[str, OsProcess] = {}
@@ -312,7 +324,7 @@ def fakes_up(run_dir: Path, ports: dict[str, dict[str, int]] | None = None) -> d
         (state_dir / "fake-apns.json").unlink(missing_ok=True)  # written anew once the APNs fake serves
         chosen = _fake_ports(spec, record) if ports is None or name not in ports else dict(ports[name])
         log_path = run_dir / "logs" / f"{name}.log"
-        proc = spawn(spec.argv(chosen, state_dir), log_path=log_path, cwd=REPO_ROOT)
+        proc = spawn(spec.argv(chosen, state_dir, time_scale), log_path=log_path, cwd=REPO_ROOT)
         records[name] = FakeRecord(name, proc.pid, chosen, log_path, state_dir)
         started[name] = proc
         _save_fakes(run_dir, records)
@@ -358,6 +370,13 @@ def telephony_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
         "TWILIO_API_URL": fakes["fake-twilio"].url,
     }
+
+
+def service_extras(fakes: dict[str, FakeRecord], public_webhook_url: str) -> dict[str, dict[str, str]]:
+    """The environment only some services get: the providers' fakes for notifier and callrouter, and where the
+    telephony provider posts their webhooks (the gateway's webhook origin)."""
+    hooks = {"PUBLIC_WEBHOOK_URL": public_webhook_url}
+    return {"notifier": {**notifier_provider_env(fakes), **hooks}, "callrouter": {**telephony_env(fakes), **hooks}}
 
 
 def notifier_provider_env(fakes: dict[str, FakeRecord]) -> dict[str, str]:
@@ -440,6 +459,8 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
         "JWT_SECRET": os.environ.get("JWT_SECRET", DEV_JWT_SECRET),
         # Consumer-group joins take about half the session timeout; keep local starts quick.
         "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", LOCAL_SESSION_TIMEOUT_MS),
+        # Escalation timeouts and notification delays are whole minutes: locally they pass quicker.
+        "DELAY_MINUTE_S": os.environ.get("DELAY_MINUTE_S", LOCAL_DELAY_MINUTE_S),
     }
     apply_migrations(stack.database_url)
     fakes = fakes_up(run_dir)
@@ -447,7 +468,7 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     edge_ports = gateway.ports(run_dir)
     env["TRUSTED_PROXIES"] = gateway.TRUSTED_PROXIES
     hooks = {"PUBLIC_WEBHOOK_URL": gateway.public_webhook_url(run_dir)}
-    extra = {"notifier": {**notifier_provider_env(fakes), **hooks}, "callrouter": {**telephony_env(fakes), **hooks}}
+    extra = service_extras(fakes, hooks["PUBLIC_WEBHOOK_URL"])
     procs = _services_up(run_dir, env, stack.broker.kind if stack.broker else "external", extra)
     edge = gateway.up(run_dir, {name: proc.base_url for name, proc in procs.items()}, edge_ports)
     _run_seed(env, procs, run_dir)
@@ -477,7 +498,11 @@ def up(run_dir: Path, broker: infra.BrokerKind | None) -> int:
     three_weeks = (datetime.now(UTC) + timedelta(days=21)).strftime("%Y-%m-%dT%H:%M:%SZ")
     fortnight = (datetime.now(UTC) + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"""
-Try it (a dev admin token for the seeded admin; `make token USER=<id> ROLE=responder` for others):
+The quickest tour: `make demo` plays a coverage request, a routed call and an escalation in under a minute,
+step by step in plain words. (Locally a minute of escalation timeout or notification delay lasts
+{env["DELAY_MINUTE_S"]} s: DELAY_MINUTE_S.)
+
+Try it by hand (a dev admin token for the seeded admin; `make token USER=<id> ROLE=responder` for others):
 
   export TOKEN={token}
   curl -s -H "Authorization: Bearer $TOKEN" {schedule}/v1/users
@@ -607,28 +632,11 @@ def _received_lines(platform: str, items: list[dict[str, Any]]) -> list[str]:
     """One line per push: time, title, body, critical or not, collapse id, and the badge when it sets one."""
     lines = []
     for item in items:
-        if platform == "ios":
-            aps = item.get("payload", {}).get("aps", {})
-            alert = aps.get("alert", {})
-            title, body = (alert.get("title"), alert.get("body")) if isinstance(alert, dict) else ("", alert)
-            sound = aps.get("sound")
-            critical = aps.get("interruption-level") == "critical" or (
-                isinstance(sound, dict) and bool(sound.get("critical"))
-            )
-            collapse = item.get("headers", {}).get("apns-collapse-id")
-            badge = aps.get("badge")
-        else:
-            message = item.get("message", {})
-            note = message.get("notification", {})
-            android = message.get("android", {})
-            title, body = note.get("title"), note.get("body")
-            critical = android.get("notification", {}).get("notification_priority") == "PRIORITY_MAX"
-            collapse = android.get("collapse_key")
-            badge = android.get("notification", {}).get("notification_count")
+        push = Received.of(platform, item)
         lines.append(
-            f"  {_when(item.get('received_at'))}  {title!r}: {body!r}  "
-            f"{'CRITICAL' if critical else 'normal'}  collapse={collapse or '-'}"
-            + (f"  badge={badge}" if badge is not None else "")
+            f"  {_when(push.at)}  {push.title!r}: {push.body!r}  "
+            f"{'CRITICAL' if push.critical else 'normal'}  collapse={push.collapse or '-'}"
+            + (f"  badge={push.badge}" if push.badge is not None else "")
         )
     return lines
 

@@ -1,0 +1,187 @@
+"""The seeds' scenarios across all four services, as their users meet them: the mobile API through the gateway
+(Caddy) with each person's JWT, calls from the telephony simulator posting signed webhooks to the gateway, and
+what each phone received from the APNs, FCM and Twilio fakes. Every service runs as its own OS process on a
+broker and database of this module's own (tools.stack), wired as `make up` wires them.
+
+The scenarios themselves (tools.scenarios) check each step and raise `Failed`; the tests here add what each
+person sees at the end, and the cases the demo leaves out (declined, cancelled, expired, obsolete, schedule down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Infra, own_infra
+from tools import scenarios
+from tools.scenarios import Api, Cast, at, iso
+from tools.stack import Platform
+
+pytestmark = pytest.mark.e2e
+# One minute of escalation timeouts and notification delays lasts this long here.
+MINUTE_S = 2.0
+# What the services get besides the broker and database: quick timers, short rings.
+SERVICE_ENV = {
+    "DELAY_MINUTE_S": str(MINUTE_S),
+    "RING_TIMEOUT_S": "5",
+    "LEG_DEADLINE_S": "3",
+    "VOICEMAIL_DEADLINE_S": "30",
+    "TIMER_POLL_INTERVAL_S": "0.2",
+    "OUTBOX_POLL_INTERVAL_S": "0.2",
+}
+# Simulated telephony time: a 5 s ring timeout rings for 1.25 s.
+TIME_SCALE = 0.25
+
+
+def start_platform(infra: Infra, name: str) -> Platform:
+    return Platform.start(infra.run_dir / name, infra.env(), time_scale=TIME_SCALE, service_env=SERVICE_ENV)
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra) -> AsyncIterator[Platform]:
+    async with own_infra(infra) as own:
+        started = await asyncio.to_thread(start_platform, own, "platform")
+        try:
+            yield started
+        finally:
+            await asyncio.to_thread(started.stop)
+            if keep := os.environ.get("SCENARIO_LOGS"):  # where to keep the processes' logs for a look later
+                shutil.copytree(started.run_dir / "logs", keep, dirs_exist_ok=True)
+
+
+@pytest.fixture
+async def api(platform: Platform) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as http:
+        yield Api(platform.doors, http)
+
+
+@pytest.fixture
+async def cast(api: Api) -> Cast:
+    return await Cast.create(api, lambda _: None, MINUTE_S)
+
+
+def caller() -> str:
+    return scenarios._phone()
+
+
+async def test_coverage_accepted_then_a_call_routed_by_digit_and_by_voice(cast: Cast, api: Api) -> None:
+    """Scenarios 1 and 4: the coverage really changes who the hotline dials first."""
+    covered = await scenarios.coverage_accepted(cast, lead_s=8)
+    ben_pushes = await api.pushes(cast.ben)
+    assert [p.data["status"] for p in scenarios.about(ben_pushes, "request_id", covered.request_id)] == [
+        "pending", "accepted"
+    ]
+    assert scenarios.duplicates(await api.pushes(cast.ada)) == [] and scenarios.duplicates(ben_pushes) == []
+    # cancelling after acceptance is refused, and changes nothing
+    status, body = await api.call("POST", f"/v1/coverage-requests/{covered.request_id}/cancel", cast.ada, json={})
+    assert status == 409 and body["state"] == "accepted", body
+
+    await asyncio.sleep(max(0.0, (at(covered.shifts[0]["start"]) - datetime.now(UTC)).total_seconds()) + 0.5)
+    await cast.expect_on_call(datetime.now(UTC), "Ben")
+    by_digit = await scenarios.call_routed(cast, "digit", caller())
+    by_voice = await scenarios.call_routed(cast, "voice", caller())
+    for alert in (by_digit, by_voice):
+        assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", cast.cleo.id)
+        story = [(e["what"], e["user_id"]) for e in alert["timeline"] if e["user_id"]]
+        dialed = [u for what, u in story if what == "dialed"]
+        assert dialed == [cast.ben.id, cast.cleo.id] and ("accepted", cast.cleo.id) in story, alert["timeline"]
+
+
+async def test_nobody_answers_voicemail_escalates_until_acknowledged_in_the_app(cast: Cast, api: Api) -> None:
+    """Scenario 5."""
+    alert = await scenarios.nobody_answers(cast, caller())
+    assert alert["acknowledged_by"] == cast.cleo.id and alert["acknowledged_at"]
+    paged = [e.get("user_id") for e in alert["timeline"] if e["what"] == "paged"]
+    assert paged == [cast.ada.id, cast.cleo.id], alert["timeline"]  # Ada is on call in a new cast
+    for person in cast.people:
+        assert scenarios.duplicates(await api.pushes(person)) == []
+
+
+async def shifts_ahead(cast: Cast, days: int) -> list[dict[str, Any]]:
+    start = datetime.now(UTC) + timedelta(days=days)
+    return await cast.ada_shifts(start, start + timedelta(days=2))
+
+
+async def test_declined_cancelled_and_expired_requests_tell_the_right_people_and_change_nothing(
+    cast: Cast, api: Api
+) -> None:
+    """Scenario 2."""
+    ada, ben = cast.ada, cast.ben
+    # declined: Ada is told, Ben's own decision is confirmed to him
+    (first, *_) = await shifts_ahead(cast, 3)
+    declined = await cast.ask([first], "Can you?")
+    await cast.told(ben, declined["id"], "pending")
+    await api.ok("POST", f"/v1/coverage-requests/{declined['id']}/decline", ben, json={"reason": "away"})
+    await cast.reaches(declined["id"], "declined")
+    await cast.told(ada, declined["id"], "declined")
+    # cancelled: Ben is told; Ada's own cancel is not pushed back to her
+    (second, *_) = await shifts_ahead(cast, 7)
+    cancelled = await cast.ask([second])
+    await cast.told(ben, cancelled["id"], "pending")
+    await api.ok("POST", f"/v1/coverage-requests/{cancelled['id']}/cancel", ada, json={})
+    await cast.reaches(cancelled["id"], "cancelled")
+    await cast.told(ben, cancelled["id"], "cancelled")
+    # expired: nobody answered before the first shift began; Ada is told, Ben's badge no longer counts it
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    (piece, *_) = await cast.ada_shifts(soon, soon + timedelta(hours=1))
+    expiring = await cast.ask([piece], remind_minutes_before=0)
+    await cast.told(ben, expiring["id"], "pending")
+    await cast.reaches(expiring["id"], "expired")
+    await cast.told(ada, expiring["id"], "expired")
+    assert [p.data["status"] for p in scenarios.about(await api.pushes(ben), "request_id", expiring["id"])] == [
+        "pending"
+    ]
+
+    for shift in (first, second, piece):
+        assert await cast.on_call(at(shift["start"]) + timedelta(minutes=1)) == "Ada"
+    assert await cast.badge(ben) == 0
+    assert {r: await cast.listed_as(ada, "sent", r) for r in (declined["id"], cancelled["id"], expiring["id"])} == {
+        declined["id"]: "declined", cancelled["id"]: "cancelled", expiring["id"]: "expired"
+    }
+    for person in cast.people:
+        assert scenarios.duplicates(await api.pushes(person)) == []
+
+
+async def test_an_admin_override_makes_a_pending_request_obsolete(cast: Cast, api: Api) -> None:
+    """Scenario 3: the override bypasses the workflow; both are told; the override decides who is on call."""
+    (shift, *_) = await shifts_ahead(cast, 3)
+    request = await cast.ask([shift])
+    await cast.told(cast.ben, request["id"], "pending")
+    await api.ok("POST", f"/v1/schedules/{cast.schedule_id}/overrides", None, json={
+        "user_id": cast.cleo.id, "start": shift["start"], "end": shift["end"]}, idempotent=False)
+    obsolete = await cast.reaches(request["id"], "obsolete")
+    assert obsolete["reason"], obsolete
+    await cast.told(cast.ada, request["id"], "obsolete")
+    await cast.told(cast.ben, request["id"], "obsolete")
+    await cast.expect_on_call(at(shift["start"]) + timedelta(minutes=1), "Cleo")
+
+
+async def test_with_schedule_down_calls_still_route_and_an_acceptance_completes_when_it_returns(
+    platform: Platform, cast: Cast, api: Api
+) -> None:
+    """Scenario 6: callrouter dials from the timeline schedule published; coverage waits for schedule."""
+    (shift, *_) = await shifts_ahead(cast, 3)
+    request = await cast.ask([shift])
+    await cast.told(cast.ben, request["id"], "pending")
+    await asyncio.to_thread(platform.stop_service, "schedule")
+    try:
+        alert = await scenarios.call_routed_to_on_call(cast, "Ada", caller())
+        assert alert["acknowledged_by"] == cast.ada.id
+        status, body = await api.call("POST", f"/v1/coverage-requests/{request['id']}/accept", cast.ben, json={},
+                                      idempotent=True)
+        assert status == 202 and body["status"] == "accepting", body
+        await asyncio.sleep(2)
+        assert (await cast.request(request["id"]))["status"] == "accepting"
+    finally:
+        await platform.restart("schedule")
+    await cast.reaches(request["id"], "accepted")
+    await cast.told(cast.ada, request["id"], "accepted")
+    await cast.expect_on_call(at(shift["start"]) + timedelta(minutes=1), "Ben")
+    assert iso(at(shift["start"]))
