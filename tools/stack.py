@@ -54,7 +54,7 @@ class Doors:
         missing = [n for n in devstack.FAKES if n not in fakes or fakes[n].attach() is None]
         if edge is None or edge.attach() is None:
             missing.append("gateway")
-        if missing:
+        if missing or edge is None:
             raise RuntimeError(f"not running: {', '.join(missing)}; start everything with `make up`")
         return cls.of(fakes, edge, os.environ.get("JWT_SECRET", DEV_JWT_SECRET))
 
