@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Infra, own_infra
+from tests.conftest import Infra, IsolatedInfra, own_infra
 from tools import scenarios
 from tools.scenarios import Api, Cast, at, iso
 from tools.stack import Platform
@@ -185,3 +185,60 @@ async def test_with_schedule_down_calls_still_route_and_an_acceptance_completes_
     await cast.told(cast.ada, request["id"], "accepted")
     await cast.expect_on_call(at(shift["start"]) + timedelta(minutes=1), "Ben")
     assert iso(at(shift["start"]))
+
+
+def killing(platform: Platform, plan: dict[str, tuple[str, ...]]) -> scenarios.Checkpoint:
+    """A checkpoint that SIGKILLs the services `plan` names for the step just done, then starts them again."""
+
+    async def kill(step: str) -> None:
+        victims = plan.get(step, ())
+        for name in victims:
+            platform.kill(name)
+        await asyncio.gather(*(platform.restart(name) for name in victims))
+
+    return kill
+
+
+async def test_each_service_sigkilled_in_the_middle_of_scenarios_1_and_5_loses_and_doubles_nothing(
+    platform: Platform, cast: Cast, api: Api
+) -> None:
+    """Scenario 7: coverage and notifier die right after the request, schedule and callrouter right after the
+    acceptance; callrouter and notifier right after the voicemail, schedule and coverage after the voice page.
+    Each is SIGKILLed (nothing flushed, nothing committed in flight) and started again on its port."""
+    covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=killing(platform, {
+        "requested": ("coverage", "notifier"), "accepted": ("schedule", "callrouter")}))
+    alert = await scenarios.nobody_answers(cast, caller(), checkpoint=killing(platform, {
+        "voicemail": ("callrouter", "notifier"), "voice": ("schedule", "coverage")}))
+    assert alert["acknowledged_by"] == cast.cleo.id
+    assert (await cast.request(covered.request_id))["status"] == "accepted"
+    for person in cast.people:
+        shown = await api.pushes(person)
+        assert scenarios.duplicates(shown) == [], (person.name, shown)
+
+
+@pytest.mark.broker("noida")
+async def test_the_broker_restarted_in_the_middle_of_scenarios_1_and_5_loses_and_doubles_nothing(
+    isolated_infra: IsolatedInfra
+) -> None:
+    """Scenario 7, the broker: noida (its log survives a restart) is stopped and started again right after the
+    coverage request and right after the voicemail, while all four services keep running."""
+    assert isolated_infra.broker is not None
+    broker = isolated_infra.broker
+
+    async def restart_broker(step: str) -> None:
+        if step in ("requested", "voicemail"):
+            await asyncio.to_thread(broker.restart)
+
+    started = await asyncio.to_thread(start_platform, isolated_infra, "platform-noida")
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(started.doors, http)
+            cast = await Cast.create(api, lambda _: None, MINUTE_S)
+            covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=restart_broker)
+            alert = await scenarios.nobody_answers(cast, caller(), checkpoint=restart_broker)
+            assert alert["acknowledged_by"] == cast.cleo.id
+            assert (await cast.request(covered.request_id))["status"] == "accepted"
+            for person in cast.people:
+                assert scenarios.duplicates(await api.pushes(person)) == [], person.name
+    finally:
+        await asyncio.to_thread(started.stop)
