@@ -318,12 +318,24 @@ class Service:
 
     async def _start_consumers(self) -> None:
         try:
-            await self.broker.start()  # subscribers join their groups here; on noida this can wait for ever
+            await self._start_broker()
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.broker.stop()
             raise
         log.info("consumers started")
+
+    async def _start_broker(self) -> None:
+        """faststream's `broker.start()`, but its subscribers start (join their groups) at once, not one after
+        another: aiokafka's start waits for the group's assignment, about half the session timeout on Tansu, so a
+        service with five subscribers took five of those to serve again after a restart. On noida a join can wait
+        for ever."""
+        broker = self.broker
+        await broker.connect()
+        await asyncio.gather(*(sub.start() for sub in broker.subscribers))
+        for pub in broker.publishers:
+            await pub.start()
+        broker.running = True
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[object]], max_backoff_s: float = 5.0) -> None:
         self._kafka_step, self._kafka_error = f"connecting: {what}", None

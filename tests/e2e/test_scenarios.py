@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -187,16 +188,22 @@ async def test_with_schedule_down_calls_still_route_and_an_acceptance_completes_
     assert iso(at(shift["start"]))
 
 
-def killing(platform: Platform, plan: dict[str, tuple[str, ...]]) -> scenarios.Checkpoint:
-    """A checkpoint that SIGKILLs the services `plan` names for the step just done, then starts them again."""
+@dataclass
+class Killer:
+    """A checkpoint that SIGKILLs the services `plan` names for the step just done and starts them again in the
+    background: the scenario goes on meanwhile, through the gateway, as users would."""
 
-    async def kill(step: str) -> None:
-        victims = plan.get(step, ())
-        for name in victims:
-            platform.kill(name)
-        await asyncio.gather(*(platform.restart(name) for name in victims))
+    platform: Platform
+    plan: dict[str, tuple[str, ...]]
+    restarts: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    return kill
+    async def __call__(self, step: str) -> None:
+        for name in self.plan.get(step, ()):
+            self.platform.kill(name)
+            self.restarts.append(asyncio.create_task(self.platform.restart(name)))
+
+    async def done(self) -> None:
+        await asyncio.gather(*self.restarts)
 
 
 async def test_each_service_sigkilled_in_the_middle_of_scenarios_1_and_5_loses_and_doubles_nothing(
@@ -205,10 +212,12 @@ async def test_each_service_sigkilled_in_the_middle_of_scenarios_1_and_5_loses_a
     """Scenario 7: coverage and notifier die right after the request, schedule and callrouter right after the
     acceptance; callrouter and notifier right after the voicemail, schedule and coverage after the voice page.
     Each is SIGKILLed (nothing flushed, nothing committed in flight) and started again on its port."""
-    covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=killing(platform, {
-        "requested": ("coverage", "notifier"), "accepted": ("schedule", "callrouter")}))
-    alert = await scenarios.nobody_answers(cast, caller(), checkpoint=killing(platform, {
-        "voicemail": ("callrouter", "notifier"), "voice": ("schedule", "coverage")}))
+    killer = Killer(platform, {"requested": ("coverage", "notifier"), "accepted": ("schedule", "callrouter")})
+    covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=killer)
+    await killer.done()
+    killer = Killer(platform, {"voicemail": ("callrouter", "notifier"), "voice": ("schedule", "coverage")})
+    alert = await scenarios.nobody_answers(cast, caller(), checkpoint=killer)
+    await killer.done()
     assert alert["acknowledged_by"] == cast.cleo.id
     assert (await cast.request(covered.request_id))["status"] == "accepted"
     for person in cast.people:
