@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from services.notifier.domain import MINUTE
 from services.notifier.service import deliveries as service
 from shared.messages import SendNotification, UserSnapshot
 from shared.runtime import Service
 from shared.topics import NOTIFICATION_COMMANDS, USERS
 
 
-def register(svc: Service, proof_after: timedelta | None = None) -> None:
+def register(svc: Service, proof_after: timedelta | None = None, minute: timedelta = MINUTE) -> None:
+    """`minute`: how long a minute of a preference step's delay lasts (`DELAY_MINUTE_S`)."""
+
     @svc.subscriber(USERS, batch=True)
     async def on_user_snapshot(snapshots: list[UserSnapshot]) -> None:
         """Refresh the recipient directory from schedule's user snapshots."""
@@ -20,4 +23,4 @@ def register(svc: Service, proof_after: timedelta | None = None) -> None:
     @svc.subscriber(NOTIFICATION_COMMANDS, batch=True)
     async def on_send_notification(commands: list[SendNotification]) -> None:
         """Accept a notification command; duplicates have no second effect."""
-        await service.accept_notifications(svc.pool, commands, proof_after)
+        await service.accept_notifications(svc.pool, commands, proof_after, minute)

@@ -89,6 +89,15 @@ DEFAULT_PREFERENCES = Preferences(
 )
 
 
+# The unit of a step's `after`: a real minute, unless DELAY_MINUTE_S shortens it (the demo, the end-to-end tests).
+MINUTE = timedelta(minutes=1)
+
+
+def step_due(sent_at: datetime, step: Step, minute: timedelta = MINUTE) -> datetime:
+    """When `step` of a notification sent at `sent_at` falls due, each minute of its delay lasting `minute`."""
+    return sent_at + step.after * (minute / MINUTE)
+
+
 def checked_steps(steps: Sequence[Step], field_name: str) -> tuple[Step, ...]:
     """The steps in order of time; at least one, at most MAX_STEPS, each at most MAX_DELAY after the
     notification, no step twice."""

@@ -297,6 +297,18 @@ async def test_the_same_intent_twice_is_one_delivery(rig: Rig) -> None:
     assert len(rig.apns.pushes_to(ios)) == 1
 
 
+async def test_a_shortened_minute_brings_the_later_steps_forward(rig: Rig) -> None:
+    """DELAY_MINUTE_S=3: the default call step, 2 minutes after the page, is due 6 s after it."""
+    user_id, _, _ = await rig.person()
+    command = SendNotification(user_id=user_id, idempotency_key=f"test:{uuid.uuid4()}", title="t", body="b",
+                               acknowledgeable=True)
+    delivery = await deliveries.accept_notification(rig.pool, command, minute=timedelta(seconds=3))
+    assert delivery is not None
+    due = dict(await rig.pool.fetch("SELECT key, due_at FROM timers WHERE key LIKE $1", f"{delivery.id}:%"))
+    sent = command.occurred_at
+    assert due == {f"{delivery.id}:0": sent, f"{delivery.id}:1": sent + timedelta(seconds=6)}
+
+
 async def test_an_unconfirmed_critical_push_calls_at_once_not_at_the_next_step(rig: Rig) -> None:
     user_id, _, _ = await rig.person()
     delivery = await rig.page(user_id, urgency="critical")

@@ -6,7 +6,7 @@ caller."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -179,9 +179,12 @@ async def call_back(pool: asyncpg.Pool, actor: Principal, alert_id: UUID, now: d
         return alert
 
 
-async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime) -> None:
+async def escalate(
+    conn: asyncpg.Connection, timer: timers.Timer, now: datetime, minute: timedelta = timedelta(minutes=1)
+) -> None:
     """One escalation step of an open alert: page the rule's responders now (push, then voice by each one's
-    preferences, through notifier) and arm the next rule after this one's timeout."""
+    preferences, through notifier) and arm the next rule after this one's timeout, counted in `minute`s
+    (`DELAY_MINUTE_S`)."""
     alert = await store.get_alert(conn, UUID(timer.key), lock=True)
     if alert is None or alert.status != "open":
         return
@@ -190,7 +193,7 @@ async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime)
     step = None
     if policy is not None:
         schedules = {s for r in policy.rules for s in r.schedule_ids}
-        step = escalation_step(policy, round_, rule, await store.on_call(conn, schedules, now), now)
+        step = escalation_step(policy, round_, rule, await store.on_call(conn, schedules, now), now, minute)
     if policy is None or step is None:
         alert.escalating, alert.updated_at = False, now
         await save(conn, alert)

@@ -24,12 +24,14 @@ import asyncpg
 from services.notifier import store
 from services.notifier.domain import (
     DEFAULT_PREFERENCES,
+    MINUTE,
     SUMMARY_IDS,
     Delivery,
     Device,
     FloodLimit,
     planned_steps,
     retry_delay,
+    step_due,
     summary_body,
     summary_title,
 )
@@ -96,20 +98,23 @@ def _step_key(delivery_id: UUID, step: int) -> str:
 
 
 async def accept_notification(
-    pool: asyncpg.Pool, command: SendNotification, proof_after: timedelta | None = PROOF_AFTER
+    pool: asyncpg.Pool, command: SendNotification, proof_after: timedelta | None = PROOF_AFTER,
+    minute: timedelta = MINUTE,
 ) -> Delivery | None:
-    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps;
-    a critical page also gets its proof-of-delivery deadline (`proof_after`, None: none).
+    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps
+    (their minutes lasting `minute` each: `DELAY_MINUTE_S`); a critical page also gets its proof-of-delivery
+    deadline (`proof_after`, None: none).
 
     Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
     has already been told.
     """
-    accepted = await accept_notifications(pool, [command], proof_after)
+    accepted = await accept_notifications(pool, [command], proof_after, minute)
     return accepted[0] if accepted else None
 
 
 async def accept_notifications(
-    pool: asyncpg.Pool, commands: Sequence[SendNotification], proof_after: timedelta | None = PROOF_AFTER
+    pool: asyncpg.Pool, commands: Sequence[SendNotification], proof_after: timedelta | None = PROOF_AFTER,
+    minute: timedelta = MINUTE,
 ) -> list[Delivery]:
     """`accept_notification` for a consumed batch in one transaction, with one statement per table: the
     inbox claims, the users' preferences, the deliveries, their timers and the `NotificationQueued` events.
@@ -140,7 +145,7 @@ async def accept_notifications(
         for command, delivery, steps in accepted:
             due = command.occurred_at
             deadlines += [
-                (STEP, _step_key(delivery.id, i), due + step.after, {"step": i, "channel": step.channel})
+                (STEP, _step_key(delivery.id, i), step_due(due, step, minute), {"step": i, "channel": step.channel})
                 for i, step in enumerate(steps)
             ]
             if proof_after is not None and delivery.critical and delivery.acknowledgeable:
