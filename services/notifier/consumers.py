@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from services.notifier.domain import MINUTE
 from services.notifier.service import deliveries as service
-from shared.messages import SendNotification, UserSnapshot
+from shared.messages import SendNotification, UserSnapshot, WithdrawNotifications
 from shared.runtime import Service
 from shared.topics import NOTIFICATION_COMMANDS, USERS
 
@@ -21,6 +21,7 @@ def register(svc: Service, proof_after: timedelta | None = None, minute: timedel
         await service.apply_user_snapshots(svc.pool, snapshots)
 
     @svc.subscriber(NOTIFICATION_COMMANDS, batch=True)
-    async def on_send_notification(commands: list[SendNotification]) -> None:
-        """Accept a notification command; duplicates have no second effect."""
-        await service.accept_notifications(svc.pool, commands, proof_after, minute)
+    async def on_notification_command(commands: list[SendNotification | WithdrawNotifications]) -> None:
+        """Tell a user something (SendNotification), or stop what they are still being told about a thing the
+        sender settled (WithdrawNotifications); in order, duplicates having no second effect."""
+        await service.handle_commands(svc.pool, commands, proof_after, minute)

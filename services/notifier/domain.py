@@ -20,7 +20,8 @@ class Delivery:
     body: str
     urgency: str
     data: dict[str, str] = field(default_factory=dict)
-    status: str = "planned"  # then sent, delivered (a phone confirmed it), failed, acknowledged
+    # then sent, delivered (a phone confirmed it), failed; at the end acknowledged, or withdrawn by its sender
+    status: str = "planned"
     kind: str = "notification"
     acknowledgeable: bool = False
     steps: int = 0
@@ -29,11 +30,17 @@ class Delivery:
     created_at: datetime | None = None
     received_at: datetime | None = None
     read_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    withdrawn_reason: str | None = None
 
     @property
     def critical(self) -> bool:
         return self.urgency == "critical"
 
+    @property
+    def settled(self) -> bool:
+        """Acknowledged, or withdrawn by its sender: no step runs any more."""
+        return self.acknowledged_at is not None or self.withdrawn_at is not None
 
 
 Platform = Literal["ios", "android"]
