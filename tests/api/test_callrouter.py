@@ -327,13 +327,7 @@ async def test_nobody_accepts_voicemail_escalates_rule_by_rule_until_acknowledge
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
     world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]], timeout_minutes=5)
-    number = await routing_number(rig, world)
-    sid, _ = await choose(rig, number, Digits="1")
-    for _ in range(2):
-        await rig.fire()
-        leg, leg_sid = rig.phones.dialed[-1]
-        await rig.hook(leg.status_url, CallStatus="no-answer", CallSid=leg_sid)
-    await rig.fire()
+    number, sid = await _nobody_takes_the_call(rig, world, "no-answer")
     voicemail = await rig.hook(rig.phones.redirected[0][1], CallSid=sid)
     thanks = await rig.hook(
         action(voicemail, "Record"),
@@ -595,17 +589,30 @@ async def _changed_in(pool: asyncpg.Pool, alert_id: str, status: str) -> str:
     return tx
 
 
-async def _escalated_to_both(rig: Rig, callrouter_pool: asyncpg.Pool) -> tuple[World, str]:
-    """An alert whose escalation paged user 0 (rule 1), then user 1 (rule 2); user 2 is on no rule."""
-    world = await World.build(callrouter_pool, n_users=3, rules=[[0], [1]])
-    number = await routing_number(rig, world, voicemail=False)
-    sid, _ = await choose(rig, number, Digits="1")
+async def _nobody_takes_the_call(rig: Rig, world: World, ended: str, **number: Any) -> tuple[dict[str, Any], str]:
+    """A new routing number to `world`'s policy of two rules, and a call to it whose two responders' legs end
+    `ended`: the routing number and the call's sid."""
+    routed = await routing_number(rig, world, **number)
+    sid, _ = await choose(rig, routed, Digits="1")
     for _ in range(2):
         await rig.fire()
         leg, leg_sid = rig.phones.dialed[-1]
-        await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
+        await rig.hook(leg.status_url, CallStatus=ended, CallSid=leg_sid)
     await rig.fire()
-    alert = await _alert_of_call(rig, sid)
+    return routed, sid
+
+
+async def _escalated(rig: Rig, callrouter_pool: asyncpg.Pool, n_users: int = 2) -> tuple[World, dict[str, Any]]:
+    """An alert of a call nobody took (no voicemail), whose escalation paged user 0 by the policy's first rule;
+    user 1 is on the second rule, any other user on none."""
+    world = await World.build(callrouter_pool, n_users=n_users, rules=[[0], [1]])
+    _, sid = await _nobody_takes_the_call(rig, world, "busy", voicemail=False)
+    return world, await _alert_of_call(rig, sid)
+
+
+async def _escalated_to_both(rig: Rig, callrouter_pool: asyncpg.Pool) -> tuple[World, str]:
+    """An alert whose escalation paged user 0 (rule 1), then user 1 (rule 2); user 2 is on no rule."""
+    world, alert = await _escalated(rig, callrouter_pool, n_users=3)
     await rig.pool.execute("UPDATE callrouter.timers SET due_at = now() WHERE key = $1", alert["id"])
     await rig.fire()
     assert await _paged(rig.pool, alert["id"]) == [str(world.users[0]), str(world.users[1])]
@@ -773,15 +780,7 @@ async def test_acknowledging_the_page_on_the_phone_stops_the_escalation(
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
     """notifier's NotificationAcknowledged for one of the alert's pages (found by its idempotency key)."""
-    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
-    number = await routing_number(rig, world, voicemail=False)
-    sid, _ = await choose(rig, number, Digits="1")
-    for _ in range(2):
-        await rig.fire()
-        leg, leg_sid = rig.phones.dialed[-1]
-        await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
-    await rig.fire()
-    alert = await _alert_of_call(rig, sid)
+    world, alert = await _escalated(rig, callrouter_pool)
     rows = await rig.pool.fetch(
         "SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox WHERE topic = 'notifier.commands.v1'"
     )
