@@ -121,6 +121,24 @@ class SendNotification(Message):
     acknowledgeable: bool = False
 
 
+class WithdrawNotifications(Message):
+    """Stop the remaining steps of the user's notifications whose idempotency key starts with `key_prefix` (the
+    sender's thing is settled: e.g. someone else acknowledged the alert). Already delivered pushes stay; nothing
+    more is sent.
+
+    Published on the notification commands keyed by the user, like SendNotification, so it comes after that
+    user's SendNotification for the same thing.
+    """
+
+    entity_field: ClassVar[str] = "user_id"
+    type: Literal["WithdrawNotifications"] = "WithdrawNotifications"
+
+    user_id: UUID
+    key_prefix: str = Field(min_length=1, max_length=200)
+    # Why, for the user's history (e.g. "acknowledged by someone else").
+    reason: str = Field(default="", max_length=200)
+
+
 class NotificationQueued(Message):
     """notifier accepted a SendNotification and recorded a delivery for it."""
 

@@ -29,7 +29,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -123,7 +123,7 @@ class Service:
             # Messages leave through the outbox relay; this only documents them in the AsyncAPI spec.
             self.broker.publisher(
                 topic.name,
-                schema=topic.messages[0] if len(topic.messages) == 1 else Union[topic.messages],  # noqa: UP007
+                schema=topic.schema,
                 description=f"Published by {settings.service_name} through its outbox, keyed by entity id.",
             )
         self._pool: asyncpg.Pool | None = None
@@ -180,11 +180,10 @@ class Service:
         membership = _Membership(group, topic.name, topic.compacted if catch_up is None else catch_up)
         self._memberships.append(membership)
         if batch:
-            message_type = topic.messages[0] if len(topic.messages) == 1 else Union[topic.messages]  # noqa: UP007
             return batch_subscriber(
                 self.broker,
                 topic.name,
-                message_type,
+                topic.schema,
                 listener=membership,
                 **batch_options(self.settings, group, max_records),
             )

@@ -65,10 +65,19 @@ class ServiceSettings(BaseSettings):
     # worker processes for CPU-heavy work such as resolving long schedule windows (shared.cpu); 0 runs it on
     # the event loop, which only the benchmark's peer should do
     cpu_workers: int = Field(default=2, ge=0, le=32)
+    # How many real seconds one minute of a user-set delay lasts (escalation timeouts, notification steps): 60 in
+    # production, shortened by the demo and the end-to-end tests.
+    delay_minute_s: float = Field(default=60.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> ServiceSettings:
         if self.environment == "production" and self.jwt_algorithm == "HS256":
             if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET or len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("production needs JWT_SECRET (32+ bytes) or JWT_ALGORITHM=RS256 with JWT_JWKS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _real_minutes_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and self.delay_minute_s != 60:
+            raise ValueError("production runs user-set delays in real minutes: DELAY_MINUTE_S must be 60")
         return self

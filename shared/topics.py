@@ -7,6 +7,9 @@ commands to notifier are keyed by the recipient user.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+from pydantic import Field
 
 from shared.messages import (
     CallAlertChanged,
@@ -25,6 +28,7 @@ from shared.messages import (
     SupportHoursSnapshot,
     TeamSnapshot,
     UserSnapshot,
+    WithdrawNotifications,
 )
 
 SERVICES = ("schedule", "coverage", "callrouter", "notifier")
@@ -37,6 +41,14 @@ class Topic:
     messages: tuple[type[Message], ...]
     partitions: int = 3
     compacted: bool = False
+
+    @property
+    def schema(self) -> Any:
+        """What one record of the topic parses as: its message, or the union of its messages told apart by
+        `type` (parsed as that one message alone, not tried against each)."""
+        if len(self.messages) == 1:
+            return self.messages[0]
+        return Annotated[Union[self.messages], Field(discriminator="type")]  # noqa: UP007
 
     @property
     def dlq(self) -> str:
@@ -54,7 +66,9 @@ POLICIES = Topic("schedule.policies.v1", "schedule", (PolicySnapshot,), compacte
 SUPPORT_HOURS = Topic("schedule.support-hours.v1", "schedule", (SupportHoursSnapshot,), compacted=True)
 COVERAGE_OUTCOMES = Topic("schedule.coverage.v1", "schedule", (CoverageApplied, CoverageRejected, CoverageReverted))
 COVERAGE_REQUESTS = Topic("coverage.requests.v1", "coverage", (CoverageRequestAccepted, CoverageRequestRevoked))
-NOTIFICATION_COMMANDS = Topic("notifier.commands.v1", "notifier", (SendNotification,), partitions=6)
+NOTIFICATION_COMMANDS = Topic(
+    "notifier.commands.v1", "notifier", (SendNotification, WithdrawNotifications), partitions=6
+)
 DELIVERIES = Topic(
     "notifier.deliveries.v1", "notifier", (NotificationQueued, NotificationAttempted, NotificationAcknowledged)
 )

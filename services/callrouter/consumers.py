@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 
 from services.callrouter.service import alerts, calls, projections
@@ -22,7 +24,9 @@ from shared.timers import Timer
 from shared.topics import DELIVERIES, POLICIES, SUPPORT_HOURS, TIMELINES, USERS
 
 
-def register(svc: Service, desk: Desk) -> None:
+def register(svc: Service, desk: Desk, minute: timedelta = timedelta(minutes=1)) -> None:
+    """`minute`: how long a minute of a policy's escalation timeout lasts (`DELAY_MINUTE_S`)."""
+
     # Snapshot topics come in batches (one transaction each): a fresh replica replays them from the start.
     @svc.subscriber(USERS, batch=True)
     async def on_users(snapshots: list[UserSnapshot]) -> None:
@@ -70,4 +74,4 @@ def register(svc: Service, desk: Desk) -> None:
 
     @svc.timer(ESCALATE)
     async def escalate(conn: asyncpg.Connection, timer: Timer) -> None:
-        await alerts.escalate(conn, timer, utcnow())
+        await alerts.escalate(conn, timer, utcnow(), minute)

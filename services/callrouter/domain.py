@@ -330,16 +330,21 @@ class EscalationStep:
 
 
 def escalation_step(
-    policy: Policy, round_: int, rule: int, on_call: Mapping[UUID, UUID | None], now: datetime
+    policy: Policy,
+    round_: int,
+    rule: int,
+    on_call: Mapping[UUID, UUID | None],
+    now: datetime,
+    minute: timedelta = timedelta(minutes=1),
 ) -> EscalationStep | None:
     """The step (round, rule) of an alert's escalation by the regular rules: the rule pages its responders and
-    the next rule follows after the rule's timeout; after the last rule the whole list runs again `repeat`
-    times. None when (round, rule) lies beyond the end."""
+    the next rule follows after the rule's timeout (in `minute`s: a demo or a test shortens them); after the last
+    rule the whole list runs again `repeat` times. None when (round, rule) lies beyond the end."""
     if round_ > policy.repeat or rule >= len(policy.rules) or not policy.rules:
         return None
     current = policy.rules[rule]
     last = round_ == policy.repeat and rule == len(policy.rules) - 1
-    next_at = None if last else now + timedelta(minutes=current.timeout_minutes)
+    next_at = None if last else now + current.timeout_minutes * minute
     return EscalationStep(round_, rule, tuple(rule_targets(current, on_call)), next_at)
 
 

@@ -42,7 +42,7 @@ def build(settings: Settings | None = None) -> Service:
         consumes=[USERS, POLICIES, SUPPORT_HOURS, TIMELINES, DELIVERIES],
     )
     calls_desk = dataclasses.replace(desk(settings), caught_up=svc.projections_caught_up)
-    consumers.register(svc, calls_desk)
+    consumers.register(svc, calls_desk, timedelta(seconds=settings.delay_minute_s))
     svc.provide(DESK, calls_desk)
     svc.provide(
         TWILIO_WEBHOOK,

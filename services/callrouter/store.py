@@ -332,6 +332,17 @@ async def events(conn: asyncpg.Connection, call_id: UUID) -> list[CallEvent]:
     return [CallEvent(r["at"], r["what"], r["user_id"], r["detail"]) for r in rows]
 
 
+async def users_of_events(conn: asyncpg.Connection, call_id: UUID, what: str) -> list[UUID]:
+    """The users the call's events of this kind name, each once, in the order they first appear."""
+    rows = await conn.fetch(
+        """SELECT user_id FROM call_events WHERE call_id = $1 AND what = $2 AND user_id IS NOT NULL
+           GROUP BY user_id ORDER BY min(id)""",
+        call_id,
+        what,
+    )
+    return [r["user_id"] for r in rows]
+
+
 # ------------------------------------------------------------------------------------------------- legs
 _LEG = "leg_id, call_id, kind, user_id, phone, state, created_at, call_sid, ended_at"
 

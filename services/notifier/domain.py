@@ -20,7 +20,8 @@ class Delivery:
     body: str
     urgency: str
     data: dict[str, str] = field(default_factory=dict)
-    status: str = "planned"  # then sent, delivered (a phone confirmed it), failed, acknowledged
+    # then sent, delivered (a phone confirmed it), failed; at the end acknowledged, or withdrawn by its sender
+    status: str = "planned"
     kind: str = "notification"
     acknowledgeable: bool = False
     steps: int = 0
@@ -29,11 +30,17 @@ class Delivery:
     created_at: datetime | None = None
     received_at: datetime | None = None
     read_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    withdrawn_reason: str | None = None
 
     @property
     def critical(self) -> bool:
         return self.urgency == "critical"
 
+    @property
+    def settled(self) -> bool:
+        """Acknowledged, or withdrawn by its sender: no step runs any more."""
+        return self.acknowledged_at is not None or self.withdrawn_at is not None
 
 
 Platform = Literal["ios", "android"]
@@ -87,6 +94,15 @@ DEFAULT_PREFERENCES = Preferences(
     high=(Step("push", timedelta(0)), Step("voice", timedelta(minutes=2))),
     low=(Step("push", timedelta(0)),),
 )
+
+
+# The unit of a step's `after`: a real minute, unless DELAY_MINUTE_S shortens it (the demo, the end-to-end tests).
+MINUTE = timedelta(minutes=1)
+
+
+def step_due(sent_at: datetime, step: Step, minute: timedelta = MINUTE) -> datetime:
+    """When `step` of a notification sent at `sent_at` falls due, each minute of its delay lasting `minute`."""
+    return sent_at + step.after * (minute / MINUTE)
 
 
 def checked_steps(steps: Sequence[Step], field_name: str) -> tuple[Step, ...]:

@@ -57,7 +57,9 @@ def channels(s: Settings) -> deliveries.Channels:
 def build(settings: Settings | None = None) -> Service:
     settings = settings or Settings()
     svc = Service(settings, api, publishes=[DELIVERIES], consumes=[USERS, NOTIFICATION_COMMANDS])
-    consumers.register(svc, timedelta(seconds=settings.proof_of_delivery_s))
+    consumers.register(
+        svc, timedelta(seconds=settings.proof_of_delivery_s), timedelta(seconds=settings.delay_minute_s)
+    )
     senders = dataclasses.replace(channels(settings), pool=lambda: svc.pool)
     svc.provide(
         TWILIO_WEBHOOK,

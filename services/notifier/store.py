@@ -49,7 +49,8 @@ async def is_deactivated(pool: asyncpg.Pool, user_id: UUID) -> bool:
 
 
 _DELIVERY_COLUMNS = """id, user_id, idempotency_key, title, body, urgency, data, status, kind, acknowledgeable, steps,
-                        acknowledged_at, acknowledged_via, created_at, received_at, read_at"""
+                        acknowledged_at, acknowledged_via, created_at, received_at, read_at, withdrawn_at,
+                        withdrawn_reason"""
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -129,12 +130,32 @@ async def acknowledge(conn: asyncpg.Connection, delivery_id: UUID, via: str, at:
     )
 
 
+async def running_deliveries(conn: asyncpg.Connection, user_id: UUID, key_prefix: str) -> list[Delivery]:
+    """The user's deliveries whose idempotency key starts with `key_prefix`, neither acknowledged nor withdrawn."""
+    rows = await conn.fetch(
+        f"""SELECT {_DELIVERY_COLUMNS} FROM deliveries
+            WHERE user_id = $1 AND starts_with(idempotency_key, $2) AND acknowledged_at IS NULL
+                  AND withdrawn_at IS NULL""",
+        user_id, key_prefix,
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def withdraw(conn: asyncpg.Connection, delivery_ids: Collection[UUID], at: datetime, reason: str) -> None:
+    if delivery_ids:
+        await conn.execute(
+            """UPDATE deliveries SET status = 'withdrawn', withdrawn_at = $2, withdrawn_reason = $3
+               WHERE id = ANY($1::uuid[])""",
+            list(delivery_ids), at, reason,
+        )
+
+
 async def mark(conn: asyncpg.Connection, delivery_id: UUID, column: str, at: datetime) -> Delivery:
     """Set `received_at` or `read_at` once (the first time counts); the delivery as it is then. A receipt makes
-    a delivery not yet acknowledged `delivered`."""
+    a delivery neither acknowledged nor withdrawn `delivered`."""
     if column not in ("received_at", "read_at"):
         raise ValueError(column)
-    delivered = ", status = CASE WHEN status = 'acknowledged' THEN status ELSE 'delivered' END"
+    delivered = ", status = CASE WHEN status IN ('acknowledged', 'withdrawn') THEN status ELSE 'delivered' END"
     row = await conn.fetchrow(
         f"""UPDATE deliveries SET {column} = coalesce({column}, $2){delivered if column == "received_at" else ""}
             WHERE id = $1 RETURNING {_DELIVERY_COLUMNS}""",

@@ -235,6 +235,7 @@ async def test_first_declines_second_accepts_by_key(rig: Rig, callrouter_pool: a
     whats = [e["what"] for e in detail["timeline"]]
     assert whats[:4] == ["incoming", "option", "routing", "dialed"] and "declined" in whats and "accepted" in whats
     assert detail["connected_user_id"] == str(world.users[1]) and sid
+    assert await _withdrawals(rig.pool, alert["id"]) == []  # accepted on the call: nobody was paged
 
 
 async def test_accept_by_saying_continue_and_pick_by_voice(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
@@ -326,13 +327,7 @@ async def test_nobody_accepts_voicemail_escalates_rule_by_rule_until_acknowledge
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
     world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]], timeout_minutes=5)
-    number = await routing_number(rig, world)
-    sid, _ = await choose(rig, number, Digits="1")
-    for _ in range(2):
-        await rig.fire()
-        leg, leg_sid = rig.phones.dialed[-1]
-        await rig.hook(leg.status_url, CallStatus="no-answer", CallSid=leg_sid)
-    await rig.fire()
+    number, sid = await _nobody_takes_the_call(rig, world, "no-answer")
     voicemail = await rig.hook(rig.phones.redirected[0][1], CallSid=sid)
     thanks = await rig.hook(
         action(voicemail, "Record"),
@@ -568,6 +563,121 @@ async def _alert_of_call(rig: Rig, call_sid: str) -> dict[str, Any]:
     return alert  # type: ignore[no-any-return]
 
 
+async def _withdrawals(pool: asyncpg.Pool, alert_id: str) -> list[tuple[str, str, str]]:
+    """The WithdrawNotifications of the alert's pages staged in the outbox, in order: (user, reason, the
+    transaction that staged it)."""
+    rows = await pool.fetch(
+        "SELECT convert_from(payload, 'UTF8') AS p, xmin::text AS tx FROM callrouter.outbox "
+        "WHERE topic = 'notifier.commands.v1' ORDER BY id"
+    )
+    staged = [(json.loads(r["p"]), r["tx"]) for r in rows]
+    return [
+        (m["user_id"], m["reason"], tx)
+        for m, tx in staged
+        if m["type"] == "WithdrawNotifications" and m["key_prefix"] == f"call-alert:{alert_id}:"
+    ]
+
+
+async def _changed_in(pool: asyncpg.Pool, alert_id: str, status: str) -> str:
+    """The transaction that staged the alert's change to `status`."""
+    tx: str = await pool.fetchval(
+        "SELECT xmin::text FROM callrouter.outbox WHERE topic = 'callrouter.alerts.v1' AND key = $1 "
+        "AND convert_from(payload, 'UTF8')::jsonb ->> 'status' = $2",
+        alert_id,
+        status,
+    )
+    return tx
+
+
+async def _nobody_takes_the_call(rig: Rig, world: World, ended: str, **number: Any) -> tuple[dict[str, Any], str]:
+    """A new routing number to `world`'s policy of two rules, and a call to it whose two responders' legs end
+    `ended`: the routing number and the call's sid."""
+    routed = await routing_number(rig, world, **number)
+    sid, _ = await choose(rig, routed, Digits="1")
+    for _ in range(2):
+        await rig.fire()
+        leg, leg_sid = rig.phones.dialed[-1]
+        await rig.hook(leg.status_url, CallStatus=ended, CallSid=leg_sid)
+    await rig.fire()
+    return routed, sid
+
+
+async def _escalated(rig: Rig, callrouter_pool: asyncpg.Pool, n_users: int = 2) -> tuple[World, dict[str, Any]]:
+    """An alert of a call nobody took (no voicemail), whose escalation paged user 0 by the policy's first rule;
+    user 1 is on the second rule, any other user on none."""
+    world = await World.build(callrouter_pool, n_users=n_users, rules=[[0], [1]])
+    _, sid = await _nobody_takes_the_call(rig, world, "busy", voicemail=False)
+    return world, await _alert_of_call(rig, sid)
+
+
+async def _escalated_to_both(rig: Rig, callrouter_pool: asyncpg.Pool) -> tuple[World, str]:
+    """An alert whose escalation paged user 0 (rule 1), then user 1 (rule 2); user 2 is on no rule."""
+    world, alert = await _escalated(rig, callrouter_pool, n_users=3)
+    await rig.pool.execute("UPDATE callrouter.timers SET due_at = now() WHERE key = $1", alert["id"])
+    await rig.fire()
+    assert await _paged(rig.pool, alert["id"]) == [str(world.users[0]), str(world.users[1])]
+    assert await _withdrawals(rig.pool, alert["id"]) == []
+    return world, alert["id"]
+
+
+async def test_acknowledging_an_alert_withdraws_the_pages_of_everyone_paged_once(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    """User 1 acknowledges in the app: user 0's page (whose call would follow in minutes) and user 1's own are
+    withdrawn, in the transaction of the acknowledgement. Acknowledging again, or resolving the acknowledged
+    alert, withdraws nothing more."""
+    world, alert_id = await _escalated_to_both(rig, callrouter_pool)
+    status, _ = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert_id}/acknowledge", headers=token(world.users[1], "responder")
+    )
+    assert status == 200
+    acknowledged = await _changed_in(rig.pool, alert_id, "acknowledged")
+    assert await _withdrawals(rig.pool, alert_id) == [
+        (str(world.users[0]), "the alert was acknowledged", acknowledged),
+        (str(world.users[1]), "the alert was acknowledged", acknowledged),
+    ]
+    status, _ = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert_id}/acknowledge", headers=token(world.users[0], "responder")
+    )
+    assert status == 200
+    await alerts.acknowledge_from_page(rig.pool, uuid.UUID(alert_id), world.users[0], datetime.now(UTC), "voice")
+    status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert_id}/resolve")
+    assert status == 200
+    assert len(await _withdrawals(rig.pool, alert_id)) == 2
+
+
+async def test_resolving_an_open_alert_withdraws_its_pages_once(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
+    world, alert_id = await _escalated_to_both(rig, callrouter_pool)
+    status, _ = await call(
+        rig.client, "POST", f"/v1/call-alerts/{alert_id}/resolve", headers=token(world.users[2], "responder")
+    )
+    assert status == 404  # on no rule and never reached: not theirs to see, and nothing changed
+    assert await _withdrawals(rig.pool, alert_id) == []
+    for _ in range(2):
+        status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert_id}/resolve")
+        assert status == 200
+    resolved = await _changed_in(rig.pool, alert_id, "resolved")
+    assert await _withdrawals(rig.pool, alert_id) == [
+        (str(world.users[0]), "the alert was resolved", resolved),
+        (str(world.users[1]), "the alert was resolved", resolved),
+    ]
+
+
+async def test_an_alert_acknowledged_before_anyone_was_paged_withdraws_nothing(
+    rig: Rig, callrouter_pool: asyncpg.Pool
+) -> None:
+    world = await World.build(callrouter_pool)
+    number = await routing_number(rig, world, voicemail_only=True)
+    sid, _ = await ring(rig, number)
+    alert = await _alert_of_call(rig, sid)
+    status, _ = await call(rig.client, "POST", f"/v1/call-alerts/{alert['id']}/acknowledge",
+                           headers=token(world.users[0], "responder"))
+    assert status == 200
+    assert await _withdrawals(rig.pool, alert["id"]) == []
+    rows = await rig.pool.fetch("SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox")
+    assert not [r for r in rows if alert["id"] in r["p"] and "WithdrawNotifications" in r["p"]]
+
+
 async def _alert_events(pool: asyncpg.Pool, alert_id: str) -> list[dict[str, Any]]:
     """The alert's CallAlertChanged events staged in the outbox, in order."""
     rows = await pool.fetch(
@@ -670,15 +780,7 @@ async def test_acknowledging_the_page_on_the_phone_stops_the_escalation(
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
     """notifier's NotificationAcknowledged for one of the alert's pages (found by its idempotency key)."""
-    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
-    number = await routing_number(rig, world, voicemail=False)
-    sid, _ = await choose(rig, number, Digits="1")
-    for _ in range(2):
-        await rig.fire()
-        leg, leg_sid = rig.phones.dialed[-1]
-        await rig.hook(leg.status_url, CallStatus="busy", CallSid=leg_sid)
-    await rig.fire()
-    alert = await _alert_of_call(rig, sid)
+    world, alert = await _escalated(rig, callrouter_pool)
     rows = await rig.pool.fetch(
         "SELECT convert_from(payload, 'UTF8') AS p FROM callrouter.outbox WHERE topic = 'notifier.commands.v1'"
     )
@@ -691,6 +793,11 @@ async def test_acknowledging_the_page_on_the_phone_stops_the_escalation(
     assert status == 200 and done["status"] == "acknowledged" and done["acknowledged_by"] == str(world.users[0])
     assert not done["escalating"]
     assert await rig.pool.fetchval("SELECT count(*) FROM callrouter.timers WHERE key = $1", alert["id"]) == 0
+    # the acknowledger's own pages of the alert: none of an earlier round runs on
+    acknowledged = await _changed_in(rig.pool, alert["id"], "acknowledged")
+    assert await _withdrawals(rig.pool, alert["id"]) == [
+        (str(world.users[0]), "the alert was acknowledged", acknowledged)
+    ]
 
 
 async def test_republishing_stages_every_alerts_current_state(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:

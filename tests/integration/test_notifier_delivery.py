@@ -26,12 +26,12 @@ from services.notifier.providers.twilio_voice import TwilioVoice
 from services.notifier.service import deliveries, devices
 from shared.auth import Principal
 from shared.db import create_pool
-from shared.messages import SendNotification, UserSnapshot, utcnow
+from shared.messages import SendNotification, UserSnapshot, WithdrawNotifications, utcnow
 from shared.testing import eventually
 from shared.timers import TimerRunner
 from shared.webhooks import TWILIO_WEBHOOK, TwilioWebhook
 from tests.api.conftest import notifier_app
-from tests.conftest import Infra, _create_database
+from tests.conftest import Infra, _create_database, token
 from tools.fakes.apns import FakeApns
 from tools.fakes.fcm import FakeFcm
 from tools.fakes.twilio import FakeTwilio
@@ -297,6 +297,18 @@ async def test_the_same_intent_twice_is_one_delivery(rig: Rig) -> None:
     assert len(rig.apns.pushes_to(ios)) == 1
 
 
+async def test_a_shortened_minute_brings_the_later_steps_forward(rig: Rig) -> None:
+    """DELAY_MINUTE_S=3: the default call step, 2 minutes after the page, is due 6 s after it."""
+    user_id, _, _ = await rig.person()
+    command = SendNotification(user_id=user_id, idempotency_key=f"test:{uuid.uuid4()}", title="t", body="b",
+                               acknowledgeable=True)
+    delivery = await deliveries.accept_notification(rig.pool, command, minute=timedelta(seconds=3))
+    assert delivery is not None
+    due = dict(await rig.pool.fetch("SELECT key, due_at FROM timers WHERE key LIKE $1", f"{delivery.id}:%"))
+    sent = command.occurred_at
+    assert due == {f"{delivery.id}:0": sent, f"{delivery.id}:1": sent + timedelta(seconds=6)}
+
+
 async def test_an_unconfirmed_critical_push_calls_at_once_not_at_the_next_step(rig: Rig) -> None:
     user_id, _, _ = await rig.person()
     delivery = await rig.page(user_id, urgency="critical")
@@ -400,3 +412,114 @@ async def test_a_forged_or_unsigned_key_press_is_refused_and_changes_nothing(rig
                 assert answer.status == 403, await answer.text()
     done = await store.get_delivery(rig.pool, delivery.id)
     assert done is not None and done.acknowledged_at is None
+
+
+# ------------------------------------------------------------------------------------------------ withdrawn
+def withdrawal(user_id: uuid.UUID, key_prefix: str) -> WithdrawNotifications:
+    return WithdrawNotifications(user_id=user_id, key_prefix=key_prefix, reason="acknowledged by someone else")
+
+
+async def _pending_steps(rig: Rig, *pages: deliveries.Delivery) -> dict[uuid.UUID, int]:
+    rows = await rig.pool.fetch(
+        "SELECT split_part(key, ':', 1)::uuid AS d, count(*) AS n FROM timers WHERE kind = $1 GROUP BY 1",
+        deliveries.STEP,
+    )
+    counts = {r["d"]: r["n"] for r in rows}
+    return {p.id: counts.get(p.id, 0) for p in pages}
+
+
+async def test_a_withdrawn_page_calls_nobody_and_others_keep_going(rig: Rig) -> None:
+    """A push at once, a call after 2 minutes: withdrawn after the push, no call follows and the delivery is
+    `withdrawn`. The same user's page of another alert, and another user's page of this one, keep going."""
+    user_id, ios, _ = await rig.person()
+    other_user, _, _ = await rig.person()
+    page = await rig.page(user_id, idempotency_key=f"call-alert:A:0:0:{user_id}")
+    other_alert = await rig.page(user_id, idempotency_key=f"call-alert:B:0:0:{user_id}")
+    other_users = await rig.page(other_user, idempotency_key=f"call-alert:A:0:0:{other_user}")
+    assert await rig.fire() == 3  # the pushes
+    assert len(rig.apns.pushes_to(ios)) == 2
+
+    command = withdrawal(user_id, "call-alert:A:")
+    assert await deliveries.handle_commands(rig.pool, [command]) == []
+    done = await store.get_delivery(rig.pool, page.id)
+    assert done is not None and done.status == "withdrawn"
+    assert (done.withdrawn_at, done.withdrawn_reason) == (command.occurred_at, "acknowledged by someone else")
+    assert await _pending_steps(rig, page, other_alert, other_users) == {page.id: 0, other_alert.id: 1,
+                                                                          other_users.id: 1}
+
+    assert await rig.fire(timedelta(minutes=3)) == 2  # the other two calls, not this one
+    called = await rig.pool.fetch("SELECT delivery_id FROM delivery_attempts WHERE channel = 'voice'")
+    assert sorted(r["delivery_id"] for r in called) == sorted([other_alert.id, other_users.id])
+    assert len(rig.apns.pushes_to(ios)) == 2  # the push already sent stays; nothing more is pushed
+    for untouched in (other_alert, other_users):
+        assert (await store.get_delivery(rig.pool, untouched.id)).status == "sent"  # type: ignore[union-attr]
+    assert await rig.staged("NotificationAcknowledged") == []
+
+
+async def test_a_withdrawal_is_handled_once_and_in_its_batchs_order(rig: Rig) -> None:
+    """Redelivered, a withdrawal has no second effect (the inbox), even on a page of the same alert sent after
+    it; in one batch, a page before the withdrawal is withdrawn, one after it is not."""
+    user_id, _, _ = await rig.person()
+    key = f"call-alert:C:%s:0:{user_id}"
+
+    def send(round_: int) -> SendNotification:
+        return SendNotification(user_id=user_id, idempotency_key=key % round_, title="Missed call", body="b",
+                                acknowledgeable=True)
+
+    command = withdrawal(user_id, "call-alert:C:")
+    before, after = await deliveries.handle_commands(rig.pool, [send(0), command, send(1)])
+    assert (await store.get_delivery(rig.pool, before.id)).status == "withdrawn"  # type: ignore[union-attr]
+    assert (await store.get_delivery(rig.pool, after.id)).status == "planned"  # type: ignore[union-attr]
+    assert await deliveries.handle_commands(rig.pool, [command]) == []  # redelivered
+    assert (await store.get_delivery(rig.pool, after.id)).status == "planned"  # type: ignore[union-attr]
+    assert await _pending_steps(rig, before, after) == {before.id: 0, after.id: 2}
+
+    later = withdrawal(user_id, "call-alert:C:")  # a second one: only what still runs
+    await deliveries.handle_commands(rig.pool, [later])
+    first = await store.get_delivery(rig.pool, before.id)
+    assert first is not None and first.withdrawn_at == command.occurred_at
+    assert (await store.get_delivery(rig.pool, after.id)).withdrawn_at == later.occurred_at  # type: ignore[union-attr]
+
+
+async def test_a_step_in_flight_when_a_withdrawal_commits_rearms_nothing(rig: Rig) -> None:
+    """APNs takes 3 s to answer, then refuses for now (429): the withdrawal commits while the push is in flight;
+    afterwards the refused push is not retried, the call step stays cancelled and the status stays
+    `withdrawn`."""
+    user_id, ios, android = await rig.person()
+    rig.apns.program(ios, delay_s=3.0, throttled=1)
+    page = await rig.page(user_id, idempotency_key=f"call-alert:D:0:0:{user_id}")
+    firing = asyncio.create_task(rig.fire())
+    await eventually(lambda: _true(rig.fcm.received(android)), timeout_s=10, what="the Android push")
+    assert not firing.done()
+
+    await deliveries.handle_commands(rig.pool, [withdrawal(user_id, "call-alert:D:")])
+    assert not firing.done(), "the withdrawal waited for the step"
+    assert await firing == 1
+    done = await store.get_delivery(rig.pool, page.id)
+    assert done is not None and done.status == "withdrawn"
+    assert await rig.pool.fetchval("SELECT count(*) FROM timers WHERE key LIKE $1", f"{page.id}%") == 0
+    assert await rig.fire(timedelta(minutes=5)) == 0
+    assert not rig.twilio.calls_to(PHONE)
+    assert [a.status for a in rig.apns.attempts_at(ios)] == [429]
+
+
+async def test_a_withdrawn_page_shows_in_the_history_and_can_still_be_acknowledged(rig: Rig) -> None:
+    """The responder taps "acknowledge" on the push that stayed on the phone: recorded and told to the sender
+    (who ignores it), not an error."""
+    user_id, _, _ = await rig.person()
+    page = await rig.page(user_id, idempotency_key=f"call-alert:E:0:0:{user_id}")
+    await rig.fire()
+    await deliveries.handle_commands(rig.pool, [withdrawal(user_id, "call-alert:E:")])
+    me = token(user_id, "responder")
+    async with aiohttp.ClientSession(rig.channels.webhook_url) as http:
+        async with http.get("/v1/notifications", headers=me) as answer:
+            [shown] = await answer.json()
+        assert (shown["id"], shown["status"]) == (str(page.id), "withdrawn")
+        assert shown["withdrawn_reason"] == "acknowledged by someone else" and shown["withdrawn_at"]
+        async with http.post(f"/v1/notifications/{page.id}/ack", headers=me) as answer:
+            assert answer.status == 200, await answer.text()
+            acked = await answer.json()
+    assert acked["status"] == "acknowledged" and acked["acknowledged_via"] == "app"
+    [told] = await rig.staged("NotificationAcknowledged")
+    assert told["idempotency_key"] == page.idempotency_key
+    assert await rig.fire(timedelta(minutes=5)) == 0

@@ -79,7 +79,7 @@ async def test_a_batch_of_commands_leaves_what_one_by_one_would(infra: Infra, po
         command(picky, urgency="high", acknowledgeable=False),
         told,  # redelivered from before
     ]
-    accepted = await deliveries.accept_notifications(pool, batch, timedelta(seconds=10))
+    accepted = await deliveries.handle_commands(pool, batch, timedelta(seconds=10))
     assert [d.idempotency_key for d in accepted] == [page.idempotency_key, low.idempotency_key,
                                                      batch[5].idempotency_key]
     batched = await outcome(pool)
@@ -95,7 +95,7 @@ async def test_a_batch_of_commands_leaves_what_one_by_one_would(infra: Infra, po
     assert timers == {(deliveries.STEP, "0"), (deliveries.STEP, "1"), (deliveries.PROOF, "")}
     assert [key for _, key in batched["queued"]] == [told.idempotency_key, page.idempotency_key,
                                                      low.idempotency_key, batch[5].idempotency_key]
-    assert await deliveries.accept_notifications(pool, batch) == []
+    assert await deliveries.handle_commands(pool, batch) == []
 
 
 def snapshot(user_id: uuid.UUID, version: int, name: str, active: bool = True) -> UserSnapshot:

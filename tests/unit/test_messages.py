@@ -2,9 +2,9 @@ from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from shared.messages import CoverageRequestAccepted, SendNotification, UserSnapshot
+from shared.messages import CoverageRequestAccepted, SendNotification, UserSnapshot, WithdrawNotifications
 from shared.topics import ALL_TOPICS, NOTIFICATION_COMMANDS, USERS, topic_for
 
 
@@ -45,6 +45,28 @@ def test_messages_are_keyed_by_their_entity() -> None:
     command = SendNotification(user_id=snap.user_id, idempotency_key="k", title="t", body="b")
     assert snap.key == command.key == str(snap.user_id)
     assert topic_for(snap) is USERS and topic_for(command) is NOTIFICATION_COMMANDS
+
+
+def test_a_notification_command_parses_as_the_command_its_type_names() -> None:
+    """notifier's batch subscriber parses each record of its topic as one of the topic's messages, by `type`."""
+    commands = TypeAdapter(NOTIFICATION_COMMANDS.schema)
+    user = uuid4()
+    withdraw = WithdrawNotifications(user_id=user, key_prefix="call-alert:a1:", reason="acknowledged by Bo")
+    send = SendNotification(user_id=user, idempotency_key="call-alert:a1:0:0:u", title="t", body="b")
+    assert commands.validate_json(withdraw.model_dump_json()) == withdraw
+    assert commands.validate_json(send.model_dump_json()) == send
+    assert withdraw.key == str(user) and topic_for(withdraw) is NOTIFICATION_COMMANDS
+    as_sent = withdraw.model_dump(mode="json")
+    for bad in (
+        as_sent | {"type": "SomethingElse"},
+        as_sent | {"key_prefix": ""},
+        as_sent | {"key_prefix": "k" * 201},
+        as_sent | {"reason": "r" * 201},
+        as_sent | {"idempotency_key": "call-alert:a1:0:0:u"},  # a withdrawal's fields only
+        {k: v for k, v in as_sent.items() if k != "user_id"},
+    ):
+        with pytest.raises(ValidationError):
+            commands.validate_python(bad)
 
 
 def test_unknown_fields_are_refused() -> None:

@@ -1,12 +1,12 @@
 """Call-routing alerts: one per routed call. Nobody accepting the call escalates it by the policy's regular
 rules (rule by rule, honouring the escalation timeouts and repeats) until someone acknowledges it, in the app
-or by acknowledging the page notifier delivered. The acknowledger can ask to be called and bridged to the
-caller."""
+or by acknowledging the page notifier delivered; then (or when it is resolved) notifier withdraws everyone's
+pages. The acknowledger can ask to be called and bridged to the caller."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -18,11 +18,12 @@ from shared import timers
 from shared.auth import Principal
 from shared.db import transaction
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.messages import CallAlertChanged, SendNotification
+from shared.messages import CallAlertChanged, SendNotification, WithdrawNotifications
 from shared.outbox import enqueue, enqueue_all
 
 FIRST_STEP = {"round": 0, "rule": 0}
 KEY_PREFIX = "call-alert:"
+PAGED = "paged"  # the call event naming each person an escalation step paged
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,9 @@ async def listing(
 
 
 async def acknowledge_locked(conn: asyncpg.Connection, alert_id: UUID, user_id: UUID, now: datetime, how: str) -> Alert:
-    """Acknowledge within a transaction whose caller holds the alert's timers; escalation stops. Acknowledging an
-    acknowledged alert changes nothing; a resolved one is a conflict."""
+    """Acknowledge within a transaction whose caller holds the alert's timers; escalation stops and the pages
+    still running are withdrawn. Acknowledging an acknowledged alert changes nothing; a resolved one is a
+    conflict."""
     alert = await store.get_alert(conn, alert_id, lock=True)
     if alert is None:
         raise NotFound(f"alert {alert_id}")
@@ -121,6 +123,7 @@ async def acknowledge_locked(conn: asyncpg.Connection, alert_id: UUID, user_id: 
     await save(conn, alert)
     await timers.cancel(conn, ESCALATE, str(alert.id))
     await store.add_events(conn, alert.call_id, [CallEvent(now, "acknowledged", user_id, how)])
+    await _withdraw_pages(conn, alert, "the alert was acknowledged")
     return alert
 
 
@@ -144,18 +147,35 @@ async def acknowledge_from_page(pool: asyncpg.Pool, alert_id: UUID, user_id: UUI
 
 
 async def resolve(pool: asyncpg.Pool, actor: Principal, alert_id: UUID, now: datetime) -> Alert:
-    """Close the alert (escalation stops); resolving again changes nothing."""
+    """Close the alert (escalation stops, and the pages of an open one still running are withdrawn); resolving
+    again changes nothing."""
     async with transaction(pool) as conn:
         await timers.hold(conn, str(alert_id))
         alert = await _visible_alert(conn, actor, alert_id, lock=True)
         if alert.status == "resolved":
             return alert
+        paging = alert.status == "open"  # an acknowledged alert's pages were withdrawn then
         alert.status, alert.resolved_by, alert.resolved_at = "resolved", actor.user_id, now
         alert.escalating, alert.updated_at = False, now
         await save(conn, alert)
         await timers.cancel(conn, ESCALATE, str(alert.id))
         await store.add_events(conn, alert.call_id, [CallEvent(now, "resolved", actor.user_id)])
+        if paging:
+            await _withdraw_pages(conn, alert, "the alert was resolved")
         return alert
+
+
+async def _withdraw_pages(conn: asyncpg.Connection, alert: Alert, reason: str) -> None:
+    """The alert no longer needs anyone: notifier stops what it still runs of the alert's pages (the voice call
+    a few minutes after a push) for everyone paged so far, the one who settled it included (their pages of
+    earlier rounds), in the transaction that settled it. Pushes already on the phones stay."""
+    await enqueue_all(
+        conn,
+        [
+            WithdrawNotifications(user_id=u, key_prefix=f"{KEY_PREFIX}{alert.id}:", reason=reason)
+            for u in await store.users_of_events(conn, alert.call_id, PAGED)
+        ],
+    )
 
 
 async def call_back(pool: asyncpg.Pool, actor: Principal, alert_id: UUID, now: datetime) -> Alert:
@@ -179,9 +199,12 @@ async def call_back(pool: asyncpg.Pool, actor: Principal, alert_id: UUID, now: d
         return alert
 
 
-async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime) -> None:
+async def escalate(
+    conn: asyncpg.Connection, timer: timers.Timer, now: datetime, minute: timedelta = timedelta(minutes=1)
+) -> None:
     """One escalation step of an open alert: page the rule's responders now (push, then voice by each one's
-    preferences, through notifier) and arm the next rule after this one's timeout."""
+    preferences, through notifier) and arm the next rule after this one's timeout, counted in `minute`s
+    (`DELAY_MINUTE_S`)."""
     alert = await store.get_alert(conn, UUID(timer.key), lock=True)
     if alert is None or alert.status != "open":
         return
@@ -190,7 +213,7 @@ async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime)
     step = None
     if policy is not None:
         schedules = {s for r in policy.rules for s in r.schedule_ids}
-        step = escalation_step(policy, round_, rule, await store.on_call(conn, schedules, now), now)
+        step = escalation_step(policy, round_, rule, await store.on_call(conn, schedules, now), now, minute)
     if policy is None or step is None:
         alert.escalating, alert.updated_at = False, now
         await save(conn, alert)
@@ -226,7 +249,7 @@ async def escalate(conn: asyncpg.Connection, timer: timers.Timer, now: datetime)
     await store.add_events(
         conn,
         alert.call_id,
-        [CallEvent(now, "paged", u, where) for u in paged] or [CallEvent(now, "paged nobody", detail=where)],
+        [CallEvent(now, PAGED, u, where) for u in paged] or [CallEvent(now, "paged nobody", detail=where)],
     )
     if step.next_at is not None:
         next_round, next_rule = after(policy, round_, rule)

@@ -36,7 +36,8 @@ class DeliveryOut(BaseModel):
     data: dict[str, str]
     status: str = Field(description=(
         "planned, sent (a provider accepted a push or placed the call), delivered (a phone confirmed the push "
-        "arrived), failed (every channel refused for good) or acknowledged"
+        "arrived), failed (every channel refused for good), acknowledged, or withdrawn (its sender settled it, "
+        "e.g. someone else acknowledged the alert: nothing more is sent)"
     ))
     acknowledgeable: bool
     acknowledged_at: datetime | None
@@ -44,6 +45,8 @@ class DeliveryOut(BaseModel):
     created_at: datetime | None
     received_at: datetime | None = Field(description="When a phone confirmed the push arrived.")
     read_at: datetime | None
+    withdrawn_at: datetime | None = Field(description="When its sender withdrew it.")
+    withdrawn_reason: str | None = Field(description="Why, as its sender said (e.g. acknowledged by someone else).")
 
 
 class HistoryQuery(Page):

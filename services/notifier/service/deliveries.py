@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,12 +25,14 @@ import asyncpg
 from services.notifier import store
 from services.notifier.domain import (
     DEFAULT_PREFERENCES,
+    MINUTE,
     SUMMARY_IDS,
     Delivery,
     Device,
     FloodLimit,
     planned_steps,
     retry_delay,
+    step_due,
     summary_body,
     summary_title,
 )
@@ -46,6 +49,7 @@ from shared.messages import (
     NotificationQueued,
     SendNotification,
     UserSnapshot,
+    WithdrawNotifications,
 )
 from shared.outbox import enqueue, enqueue_all
 from shared.projection import fresh_events, project_batch, project_once
@@ -96,63 +100,115 @@ def _step_key(delivery_id: UUID, step: int) -> str:
 
 
 async def accept_notification(
-    pool: asyncpg.Pool, command: SendNotification, proof_after: timedelta | None = PROOF_AFTER
+    pool: asyncpg.Pool, command: SendNotification, proof_after: timedelta | None = PROOF_AFTER,
+    minute: timedelta = MINUTE,
 ) -> Delivery | None:
-    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps;
-    a critical page also gets its proof-of-delivery deadline (`proof_after`, None: none).
+    """Record a delivery for the command, once per event and once per idempotency key, and arm its steps
+    (their minutes lasting `minute` each: `DELAY_MINUTE_S`); a critical page also gets its proof-of-delivery
+    deadline (`proof_after`, None: none).
 
     Returns the new delivery, or None when the command was a redelivery or a repeat of something the user
     has already been told.
     """
-    accepted = await accept_notifications(pool, [command], proof_after)
+    accepted = await handle_commands(pool, [command], proof_after, minute)
     return accepted[0] if accepted else None
 
 
-async def accept_notifications(
-    pool: asyncpg.Pool, commands: Sequence[SendNotification], proof_after: timedelta | None = PROOF_AFTER
+Command = SendNotification | WithdrawNotifications
+
+
+async def handle_commands(
+    pool: asyncpg.Pool, commands: Sequence[Command], proof_after: timedelta | None = PROOF_AFTER,
+    minute: timedelta = MINUTE,
 ) -> list[Delivery]:
-    """`accept_notification` for a consumed batch in one transaction, with one statement per table: the
-    inbox claims, the users' preferences, the deliveries, their timers and the `NotificationQueued` events.
+    """The notification commands of a consumed batch, in their order, in one transaction: each SendNotification
+    as `accept_notification`, each WithdrawNotifications as `_withdraw`. A run of SendNotifications takes one
+    statement per table: the inbox claims, the users' preferences, the deliveries, their timers and the
+    `NotificationQueued` events.
 
     Each command is handled as it would be alone and in order: a redelivered event, or a second command with
     an idempotency key already used (earlier in the batch or before), records nothing. Returns the new
     deliveries in the commands' order.
     """
+    accepted: list[Delivery] = []
     async with transaction(pool) as conn:
         fresh = await fresh_events(conn, COMMANDS_CONSUMER, commands)
-        firsts = list({c.idempotency_key: c for c in reversed(fresh)}.values())[::-1]
-        if not firsts:
-            return []
-        prefs = await store.preferences_of(conn, {c.user_id for c in firsts})
-        planned = []
-        for command in firsts:
-            steps = planned_steps(prefs.get(command.user_id, DEFAULT_PREFERENCES), command.urgency,
-                                  command.acknowledgeable)
-            delivery = Delivery(
-                id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
-                body=command.body, urgency=command.urgency, data=dict(command.data), kind=command.kind,
-                acknowledgeable=command.acknowledgeable, steps=len(steps),
-            )
-            planned.append((command, delivery, steps))
-        inserted = await store.insert_deliveries(conn, [(d, c.event_id) for c, d, _ in planned])
-        accepted = [(c, d, steps) for c, d, steps in planned if d.id in inserted]
-        deadlines: list[tuple[str, str, datetime, Mapping[str, Any] | None]] = []
-        for command, delivery, steps in accepted:
-            due = command.occurred_at
-            deadlines += [
-                (STEP, _step_key(delivery.id, i), due + step.after, {"step": i, "channel": step.channel})
-                for i, step in enumerate(steps)
-            ]
-            if proof_after is not None and delivery.critical and delivery.acknowledgeable:
-                deadlines.append((PROOF, str(delivery.id), command.occurred_at + proof_after, None))
-        await timers.schedule_many(conn, deadlines)
-        await enqueue_all(conn, [
-            NotificationQueued(delivery_id=d.id, user_id=d.user_id, idempotency_key=d.idempotency_key)
-            for _, d, _ in accepted
-        ])
+        for _, same in groupby(fresh, key=type):  # runs of one kind: a run of sends is planned at once
+            run = list(same)
+            if sends := [c for c in run if isinstance(c, SendNotification)]:
+                accepted += await _plan(conn, sends, proof_after, minute)
+            for withdrawal in (c for c in run if isinstance(c, WithdrawNotifications)):
+                await _withdraw(conn, withdrawal)
     if accepted:  # one line per batch: a line per command cost 8 % of notifier's CPU at 600 commands/s
-        log.info("notifications queued", deliveries=[f"{d.id}:{d.user_id}" for _, d, _ in accepted])
+        log.info("notifications queued", deliveries=[f"{d.id}:{d.user_id}" for d in accepted])
+    return accepted
+
+
+async def _plan(
+    conn: asyncpg.Connection, commands: Sequence[SendNotification], proof_after: timedelta | None,
+    minute: timedelta,
+) -> list[Delivery]:
+    firsts = list({c.idempotency_key: c for c in reversed(commands)}.values())[::-1]
+    prefs = await store.preferences_of(conn, {c.user_id for c in firsts})
+    planned = []
+    for command in firsts:
+        steps = planned_steps(prefs.get(command.user_id, DEFAULT_PREFERENCES), command.urgency,
+                              command.acknowledgeable)
+        delivery = Delivery(
+            id=uuid4(), user_id=command.user_id, idempotency_key=command.idempotency_key, title=command.title,
+            body=command.body, urgency=command.urgency, data=dict(command.data), kind=command.kind,
+            acknowledgeable=command.acknowledgeable, steps=len(steps),
+        )
+        planned.append((command, delivery, steps))
+    inserted = await store.insert_deliveries(conn, [(d, c.event_id) for c, d, _ in planned])
+    accepted = [(c, d, steps) for c, d, steps in planned if d.id in inserted]
+    deadlines: list[tuple[str, str, datetime, Mapping[str, Any] | None]] = []
+    for command, delivery, steps in accepted:
+        due = command.occurred_at
+        deadlines += [
+            (STEP, _step_key(delivery.id, i), step_due(due, step, minute), {"step": i, "channel": step.channel})
+            for i, step in enumerate(steps)
+        ]
+        if proof_after is not None and delivery.critical and delivery.acknowledgeable:
+            deadlines.append((PROOF, str(delivery.id), command.occurred_at + proof_after, None))
+    await timers.schedule_many(conn, deadlines)
+    await enqueue_all(conn, [
+        NotificationQueued(delivery_id=d.id, user_id=d.user_id, idempotency_key=d.idempotency_key)
+        for _, d, _ in accepted
+    ])
     return [d for _, d, _ in accepted]
+
+
+async def _withdraw(conn: asyncpg.Connection, command: WithdrawNotifications) -> None:
+    """The sender settled what these notifications were about: the user's deliveries whose key starts with the
+    prefix and that are neither acknowledged nor withdrawn stop (their step timers are cancelled as an
+    acknowledgement cancels them) and become `withdrawn`. Pushes already sent stay on the phones."""
+    running = await store.running_deliveries(conn, command.user_id, command.key_prefix)
+    if not running:
+        return
+    locked, idle = await _hold_steps(conn, {d.id: d.steps for d in running})
+    stopped = [i for i, d in locked.items() if not d.settled]
+    await store.withdraw(conn, stopped, command.occurred_at, command.reason)
+    await timers.cancel_ids(conn, idle)
+    if stopped:
+        log.info("notifications withdrawn", user_id=str(command.user_id), key_prefix=command.key_prefix,
+                 deliveries=[str(i) for i in stopped])
+
+
+async def _hold_steps(conn: asyncpg.Connection, steps: Mapping[UUID, int]) -> tuple[dict[UUID, Delivery], list[int]]:
+    """Before a delivery is settled (acknowledged, withdrawn): hold the step timers of the deliveries (id: the
+    steps read unlocked) that no runner is firing, lock the deliveries and hold the steps a proof-of-delivery
+    check added since the read. Returns the deliveries as locked, and the timers held, for `timers.cancel_ids`.
+
+    Timers before deliveries: the lock order of the runner, which holds a step, then locks its delivery after
+    the providers answered. A step being fired right now is skipped, not waited for: it sees the settlement when
+    it locks the delivery, and re-arms nothing."""
+    idle = await timers.hold_idle(conn, STEP, [_step_key(i, n) for i, count in steps.items() for n in range(count)])
+    locked = await store.get_deliveries(conn, steps, lock=True) if steps else {}
+    added = [_step_key(i, n) for i, d in locked.items() for n in range(steps[i], d.steps)]
+    if added:
+        idle += await timers.hold_idle(conn, STEP, added)
+    return locked, idle
 
 
 async def fire_step(conn: asyncpg.Connection, timer: timers.Timer, channels: Channels, now: datetime) -> None:
@@ -182,14 +238,14 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
     concurrently, and what the providers answered is written in one statement per table. The outcome is the
     one firing them in order would leave, except that a device found gone is only forgotten after the batch
     (another delivery of the batch may have pushed to it too)."""
-    # Read, not locked: an acknowledgement must not wait while the providers answer (up to their timeout). It
-    # skips the step timers this batch holds and commits; the deliveries are locked and read again below,
-    # after the providers answered, and an acknowledgement that came meanwhile wins over re-arming.
+    # Read, not locked: an acknowledgement (or a withdrawal) must not wait while the providers answer (up to their
+    # timeout). It skips the step timers this batch holds and commits; the deliveries are locked and read again
+    # below, after the providers answered, and an acknowledgement that came meanwhile wins over re-arming.
     held = await store.get_deliveries(conn, {UUID(t.key.split(":", 1)[0]) for t in batch})
     firings = []
     for timer in batch:
         delivery = held.get(UUID(timer.key.split(":", 1)[0]))
-        if delivery is None or delivery.acknowledged_at is not None:
+        if delivery is None or delivery.settled:
             continue
         firings.append(_Firing(timer, delivery, int(timer.payload["step"]), str(timer.payload["channel"]),
                                int(timer.payload.get("attempt", 1))))
@@ -215,8 +271,7 @@ async def fire_steps(conn: asyncpg.Connection, batch: Sequence[timers.Timer], ch
                 log.info("device gone; forgotten", device_id=str(device.id), user_id=str(delivery.user_id))
                 gone.add(device.id)
         retry = [(t, o) for _, t, o in f.results if o.result == "retry"]
-        acknowledged = current[delivery.id].acknowledged_at is not None
-        rearmed = bool(retry) and f.attempt < channels.max_attempts and not acknowledged
+        rearmed = bool(retry) and f.attempt < channels.max_attempts and not current[delivery.id].settled
         if rearmed:
             wait = retry_delay(f.attempt, channels.first_retry_s, channels.max_retry_s,
                                max((o.retry_after_s or 0.0) for _, o in retry), random.random())
@@ -443,7 +498,7 @@ async def check_proof(conn: asyncpg.Connection, timer: timers.Timer, now: dateti
     keys = [_step_key(delivery_id, i) for i in range(planned.steps)]
     await timers.hold(conn, *keys)
     delivery = await store.get_delivery(conn, delivery_id, lock=True)
-    if delivery is None or delivery.acknowledged_at is not None or delivery.received_at is not None:
+    if delivery is None or delivery.settled or delivery.received_at is not None:
         return
     voice = [t for t in await timers.pending(conn, STEP, keys) if t.payload.get("channel") == "voice"]
     if voice:
@@ -486,20 +541,14 @@ async def acknowledge(
     pool: asyncpg.Pool, actor: Principal | None, delivery_id: UUID, via: str, now: datetime
 ) -> Delivery:
     """Stop the delivery's remaining steps and tell its sender. `actor` None: a key pressed during the call
-    (the webhook's signature is the credential). Acknowledging twice changes nothing."""
+    (the webhook's signature is the credential). Acknowledging twice changes nothing. A withdrawn delivery (its
+    sender settled it) can still be acknowledged: a tap on its push is recorded and told, never an error."""
     async with transaction(pool) as conn:
         planned = await store.get_delivery(conn, delivery_id)
-        # Timers before the delivery (the lock order of the runner, which holds a step, then locks its delivery
-        # after the providers answered). A step being fired right now is skipped, not waited for: it sees
-        # this acknowledgement when it locks the delivery, and re-arms nothing.
-        steps = [_step_key(delivery_id, i) for i in range(planned.steps if planned else 0)]
-        idle = await timers.hold_idle(conn, STEP, steps)
-        delivery = _visible(actor, await store.get_delivery(conn, delivery_id, lock=True), delivery_id)
+        locked, idle = await _hold_steps(conn, {delivery_id: planned.steps} if planned else {})
+        delivery = _visible(actor, locked.get(delivery_id), delivery_id)
         if delivery.acknowledged_at is not None:
             return delivery
-        if delivery.steps > len(steps):  # a call the proof-of-delivery check added since the first read
-            idle += await timers.hold_idle(conn, STEP, [_step_key(delivery_id, i) for i in range(len(steps),
-                                                                                                 delivery.steps)])
         await store.acknowledge(conn, delivery_id, via, now)
         await timers.cancel_ids(conn, idle)
         await enqueue(conn, NotificationAcknowledged(
