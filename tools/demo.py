@@ -36,7 +36,7 @@ def main() -> int:
     except Failed as exc:
         print(f"\ndemo stopped: {exc}", file=sys.stderr)
         return 1
-    print(f"\ndone in {time.monotonic() - began:.0f} s. See each phone: make phone USER=<id>; logs: make logs")
+    print(f"\ndone in {time.monotonic() - began:.0f} s; the services' logs: make logs NAME=callrouter")
     return 0
 
 
