@@ -130,7 +130,7 @@ async def test_declined_cancelled_and_expired_requests_tell_the_right_people_and
     await cast.reaches(cancelled["id"], "cancelled")
     await cast.told(ben, cancelled["id"], "cancelled")
     # expired: nobody answered before the first shift began; Ada is told, Ben's badge no longer counts it
-    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
     (piece, *_) = await cast.ada_shifts(soon, soon + timedelta(hours=1))
     expiring = await cast.ask([piece], remind_minutes_before=0)
     await cast.told(ben, expiring["id"], "pending")
