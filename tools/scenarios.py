@@ -247,7 +247,7 @@ class Cast:
             "low": [{"channel": "push", "after_minutes": 0}]}, idempotent=True)
         say("Ada (iPhone), Ben (Android) and Cleo (iPhone) installed the app; Ben asked for a call 1 minute after "
             "a page he has not acknowledged.")
-        hotline = "+49305559" + "".join(random.choices("0123456789", k=5))
+        hotline = "+49305559" + "".join(random.choices("0123456789", k=7))
         cast = cls(api, say, ada, ben, cleo, team["id"], schedule["id"], policy["id"], hotline, handoff, minute_s)
         await cast._hotline()
         return cast
