@@ -15,8 +15,6 @@ from tools.load import platform_load
 from tools.scenarios import Api
 from tools.stack import Platform
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 async def platform(infra: Infra) -> AsyncIterator[Platform]:
