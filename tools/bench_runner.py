@@ -25,6 +25,12 @@ from tools.procs import REPO_ROOT, ProcessError, apply_migrations
 BENCH_DIR = REPO_ROOT / "bench"
 
 
+def own_code_first() -> str:
+    """PYTHONPATH with this checkout first: a script's directory, not the working directory, heads its sys.path,
+    and the venv's editable install would otherwise import another checkout's code (a git worktree's main)."""
+    return os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))
+
+
 def run_benchmarks(paths: list[Path], env: dict[str, str], timeout: float) -> list[str]:
     """Run each benchmark script in turn; returns the names of those that failed."""
     failed = []
@@ -34,7 +40,7 @@ def run_benchmarks(paths: list[Path], env: dict[str, str], timeout: float) -> li
         try:
             done = subprocess.run(
                 [sys.executable, str(path)],
-                env={**os.environ, **env},
+                env={**os.environ, **env, "PYTHONPATH": own_code_first()},
                 cwd=REPO_ROOT,
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,

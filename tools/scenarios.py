@@ -130,14 +130,26 @@ class Api:
 
     async def pushes(self, person: Person) -> list[Received]:
         """What the person's phone shows: every push the APNs or FCM fake accepted for their device."""
-        if person.platform == "ios":
+        return [push for _, push in await self._accepted(person.platform, person.device)]
+
+    async def phones(self) -> dict[str, list[Received]]:
+        """What every phone shows, by device token."""
+        shown: dict[str, list[Received]] = {}
+        for platform in ("ios", "android"):
+            for token, push in await self._accepted(platform, None):
+                shown.setdefault(token, []).append(push)
+        return shown
+
+    async def _accepted(self, platform: Platform, token: str | None) -> list[tuple[str, Received]]:
+        """(device token, push) for every push the platform's fake accepted (for `token`, if given)."""
+        if platform == "ios":
             url, key = f"{self.doors.apns_url}/_fake/pushes", "pushes"
         else:
             url, key = f"{self.doors.fcm_url}/_fake/messages", "messages"
-        async with self.http.get(url, params={"token": person.device}) as resp:
+        async with self.http.get(url, params={"token": token} if token else None) as resp:
             if resp.status != 200:
                 raise Failed(f"{url}: HTTP {resp.status}")
-            return [Received.of(person.platform, item) for item in (await resp.json())[key]]
+            return [(item["token"], Received.of(platform, item)) for item in (await resp.json())[key]]
 
     async def calls_to(self, person: Person) -> list[dict[str, Any]]:
         """Every call the telephony simulator placed to the person's phone."""
@@ -210,16 +222,16 @@ class Cast:
                             uuid.uuid4().hex + uuid.uuid4().hex if platform == "ios" else "fcm-" + uuid.uuid4().hex)
             people.append(person)
         ada, ben, cleo = people
-        team = await api.ok("POST", "/v1/teams", json={"name": f"Payments {uuid.uuid4().hex[:4]}",
+        team = await api.ok("POST", "/v1/teams", json={"name": f"Payments {uuid.uuid4().hex[:8]}",
                                                        "member_ids": [ada.id, ben.id, cleo.id]}, idempotent=False)
         handoff = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         layer = {"users": [ada.id, ben.id], "length": 1, "unit": "days",
                  "handoff": handoff.strftime("%Y-%m-%dT%H:%M:%S")}
         schedule = await api.ok("POST", "/v1/schedules", json={
-            "name": f"Payments primary {uuid.uuid4().hex[:4]}", "time_zone": "UTC", "team_id": team["id"],
+            "name": f"Payments primary {uuid.uuid4().hex[:8]}", "time_zone": "UTC", "team_id": team["id"],
             "layers": [layer]}, idempotent=False)
         policy = await api.ok("POST", "/v1/policies", json={
-            "name": f"Payments {uuid.uuid4().hex[:4]}", "repeat": 1,
+            "name": f"Payments {uuid.uuid4().hex[:8]}", "repeat": 1,
             "rules": [{"timeout_minutes": 2, "schedule_ids": [schedule["id"]], "user_ids": []},
                       {"timeout_minutes": 2, "user_ids": [cleo.id], "schedule_ids": []}]}, idempotent=False)
         say(f"An admin set up the team {team['name']}: Ada and Ben share a daily rotation (Ada on call now, Ben from "
@@ -236,7 +248,7 @@ class Cast:
                 "low": [{"channel": "push", "after_minutes": 0}]}, idempotent=True)
         say("Ada (iPhone), Ben (Android) and Cleo (iPhone) installed the app; Ada and Ben asked for a call 1 minute "
             "after a page they have not acknowledged.")
-        hotline = "+49305559" + "".join(random.choices("0123456789", k=5))
+        hotline = "+49305559" + "".join(random.choices("0123456789", k=7))
         cast = cls(api, say, ada, ben, cleo, team["id"], schedule["id"], policy["id"], hotline, handoff, minute_s)
         await cast._hotline()
         return cast
@@ -301,11 +313,14 @@ class Cast:
 
         return await until(listed, "Ada's shifts listed in the app")  # type: ignore[no-any-return]
 
-    async def ask(self, shifts: list[dict[str, Any]], message: str = "", **extra: Any) -> dict[str, Any]:
-        """Ada asks Ben to cover `shifts`. 422 on the recipient: Ben's snapshot has not reached coverage yet."""
+    async def ask(self, shifts: list[dict[str, Any]], message: str = "", to: Person | None = None,
+                  **extra: Any) -> dict[str, Any]:
+        """Ada asks Ben (or `to`) to cover `shifts`. 422 on the recipient: their snapshot has not reached coverage
+        yet."""
+        to = to or self.ben
         start = min(at(s["start"]) for s in shifts)
         end = max(at(s["end"]) for s in shifts)
-        body = {"recipient_ids": [self.ben.id], "start": iso(start), "end": iso(end), "message": message,
+        body = {"recipient_ids": [to.id], "start": iso(start), "end": iso(end), "message": message,
                 "shifts": [{k: s[k] for k in ("schedule_id", "start", "end")} for s in shifts]} | extra
 
         async def created() -> Any:
@@ -319,7 +334,8 @@ class Cast:
 
         request: dict[str, Any] = await until(created, "Ada's coverage request is created")
         spans = "; ".join(f"{when(at(s['start']))} to {when(at(s['end']))}" for s in shifts)
-        self.say(f"Ada asked Ben to cover {len(shifts)} shift(s): {spans}" + (f' — "{message}"' if message else ""))
+        said = f' — "{message}"' if message else ""
+        self.say(f"Ada asked {to.name} to cover {len(shifts)} shift(s): {spans}{said}")
         return request
 
     async def request(self, request_id: str, who: Person | None = None) -> dict[str, Any]:
@@ -363,11 +379,25 @@ class Cast:
         """The alert of the newest call from `caller_number` to the hotline, opened at `since` or later."""
 
         async def found() -> Any:
-            body = await self.api.ok("GET", "/v1/call-alerts", None)
+            body = await self.api.ok("GET", "/v1/call-alerts", None, params={"limit": 200})
             return next((a for a in body["items"] if a["caller"] == caller_number
                          and at(a["created_at"]) >= since - timedelta(seconds=1)), None)
 
         return await until(found, f"the alert of the call from {caller_number}")  # type: ignore[no-any-return]
+
+    async def acknowledged(self, caller_number: str, by: Person, since: datetime) -> dict[str, Any]:
+        """The alert of the call from `caller_number` (opened at `since` or later) once it is acknowledged;
+        `Failed` unless `by` did."""
+        alert = await self.alert_of(caller_number, since)
+
+        async def accepted() -> Any:
+            body = await self.alert(alert["id"])
+            return body if body["status"] == "acknowledged" else None
+
+        acked: dict[str, Any] = await until(accepted, f"the call's alert acknowledged by {by.name}")
+        if acked["acknowledged_by"] != by.id:
+            raise Failed(f"acknowledged by {acked['acknowledged_by']}, not {by.name}")
+        return acked
 
     async def alert(self, alert_id: str) -> dict[str, Any]:
         return await self.api.ok("GET", f"/v1/call-alerts/{alert_id}", None)  # type: ignore[no-any-return]
@@ -504,21 +534,13 @@ async def _routed(
         story = await sim.conversation(call["sid"])
         raise Failed(f"{exc}; the call: {json.dumps(story)[:6000]}") from None
     cast.say(f"{taker.name} answered, pressed 1 and was connected to the caller.")
-    alert = await cast.alert_of(caller_number, rang)
-
-    async def accepted() -> Any:
-        body = await cast.alert(alert["id"])
-        return body if body["status"] == "acknowledged" else None
-
-    alert = await until(accepted, f"the call's alert acknowledged by {taker.name}")
-    if alert["acknowledged_by"] != taker.id:
-        raise Failed(f"acknowledged by {alert['acknowledged_by']}, not {taker.name}")
+    alert = await cast.acknowledged(caller_number, taker, rang)
     for person in cast.people:
         dials = len(await sim.calls(to=person.phone, from_=cast.hotline)) - before[person.name]
         expected = 1 if person in (decliner, taker) else 0
         if dials != expected:
             raise Failed(f"{person.name} was dialed {dials} times for this call, not {expected}")
-    return alert  # type: ignore[no-any-return]
+    return alert
 
 
 # ------------------------------------------------------------------------------------------- scenario 5

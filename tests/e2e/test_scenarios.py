@@ -10,8 +10,6 @@ person sees at the end, and the cases the demo leaves out (declined, cancelled, 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,41 +18,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Infra, IsolatedInfra, own_infra
+from tests.conftest import Infra
+from tests.e2e.platform_helpers import own_platform
 from tools import scenarios
 from tools.scenarios import Api, Cast, at, iso
-from tools.stack import Platform
+from tools.stack import QUICK_MINUTE_S, Platform
 
 pytestmark = pytest.mark.e2e
-# One minute of escalation timeouts and notification delays lasts this long here.
-MINUTE_S = 2.0
-# What the services get besides the broker and database: quick timers, short rings.
-SERVICE_ENV = {
-    "DELAY_MINUTE_S": str(MINUTE_S),
-    "RING_TIMEOUT_S": "5",
-    "LEG_DEADLINE_S": "3",
-    "VOICEMAIL_DEADLINE_S": "30",
-    "TIMER_POLL_INTERVAL_S": "0.2",
-    "OUTBOX_POLL_INTERVAL_S": "0.2",
-}
-# Simulated telephony time: a 5 s ring timeout rings for 1.25 s.
-TIME_SCALE = 0.25
-
-
-def start_platform(infra: Infra, name: str) -> Platform:
-    return Platform.start(infra.run_dir / name, infra.env(), time_scale=TIME_SCALE, service_env=SERVICE_ENV)
 
 
 @pytest.fixture(scope="module")
 async def platform(infra: Infra) -> AsyncIterator[Platform]:
-    async with own_infra(infra) as own:
-        started = await asyncio.to_thread(start_platform, own, "platform")
-        try:
-            yield started
-        finally:
-            await asyncio.to_thread(started.stop)
-            if keep := os.environ.get("SCENARIO_LOGS"):  # where to keep the processes' logs for a look later
-                shutil.copytree(started.run_dir / "logs", keep, dirs_exist_ok=True)
+    async with own_platform(infra) as (started, _):
+        yield started
 
 
 @pytest.fixture
@@ -65,7 +41,7 @@ async def api(platform: Platform) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def cast(api: Api) -> Cast:
-    return await Cast.create(api, lambda _: None, MINUTE_S)
+    return await Cast.create(api, lambda _: None, QUICK_MINUTE_S)
 
 
 def caller() -> str:
@@ -225,29 +201,22 @@ async def test_each_service_sigkilled_in_the_middle_of_scenarios_1_and_5_loses_a
         assert scenarios.duplicates(shown) == [], (person.name, shown)
 
 
-@pytest.mark.broker("noida")
-async def test_the_broker_restarted_in_the_middle_of_scenarios_1_and_5_loses_and_doubles_nothing(
-    isolated_infra: IsolatedInfra
-) -> None:
+async def test_the_broker_restarted_in_the_middle_of_scenarios_1_and_5_loses_and_doubles_nothing(infra: Infra) -> None:
     """Scenario 7, the broker: noida (its log survives a restart) is stopped and started again right after the
     coverage request and right after the voicemail, while all four services keep running."""
-    assert isolated_infra.broker is not None
-    broker = isolated_infra.broker
+    async with own_platform(infra, "platform-noida", "noida") as (started, own), aiohttp.ClientSession() as http:
+        assert own.broker is not None
+        broker = own.broker
 
-    async def restart_broker(step: str) -> None:
-        if step in ("requested", "voicemail"):
-            await asyncio.to_thread(broker.restart)
+        async def restart_broker(step: str) -> None:
+            if step in ("requested", "voicemail"):
+                await asyncio.to_thread(broker.restart)
 
-    started = await asyncio.to_thread(start_platform, isolated_infra, "platform-noida")
-    try:
-        async with aiohttp.ClientSession() as http:
-            api = Api(started.doors, http)
-            cast = await Cast.create(api, lambda _: None, MINUTE_S)
-            covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=restart_broker)
-            alert = await scenarios.nobody_answers(cast, caller(), checkpoint=restart_broker, strict=False)
-            assert alert["acknowledged_by"] == cast.cleo.id
-            assert (await cast.request(covered.request_id))["status"] == "accepted"
-            for person in cast.people:
-                assert scenarios.duplicates(await api.pushes(person)) == [], person.name
-    finally:
-        await asyncio.to_thread(started.stop)
+        api = Api(started.doors, http)
+        cast = await Cast.create(api, lambda _: None, QUICK_MINUTE_S)
+        covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=restart_broker)
+        alert = await scenarios.nobody_answers(cast, caller(), checkpoint=restart_broker, strict=False)
+        assert alert["acknowledged_by"] == cast.cleo.id
+        assert (await cast.request(covered.request_id))["status"] == "accepted"
+        for person in cast.people:
+            assert scenarios.duplicates(await api.pushes(person)) == [], person.name

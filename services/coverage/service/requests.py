@@ -107,14 +107,24 @@ async def cancel(pool: asyncpg.Pool, actor: Principal, request_id: UUID, now: da
 _announcements: dict[int, Announcements] = {}
 
 
+async def _announcements_of(pool: asyncpg.Pool) -> Announcements:
+    """The pool's one `Announcements`. Looked up again after the await: waiters that start together must not
+    each make one, as each would hold a connection to LISTEN on, and with as many as the pool has, none would be
+    left to read a request (every waiter, and the pool, stuck for good)."""
+    changes = _announcements.get(id(pool))
+    if changes is None or changes.pool is not pool:
+        channel = await pool.fetchval("SELECT current_schema() || '_requests'")
+        changes = _announcements.get(id(pool))
+        if changes is None or changes.pool is not pool:
+            changes = _announcements[id(pool)] = Announcements(pool, channel)
+    return changes
+
+
 async def settled(pool: asyncpg.Pool, actor: Principal, request_id: UUID, within_s: float) -> CoverageRequest | None:
     """The request once it has left `accepting` (schedule answered), waiting at most `within_s`; None if it
     has not by then. Woken by the NOTIFY its change sends on commit, from whichever replica consumed the
     answer; it looks again every quarter second in case a NOTIFY was missed."""
-    changes = _announcements.get(id(pool))
-    if changes is None or changes.pool is not pool:
-        channel = await pool.fetchval("SELECT current_schema() || '_requests'")
-        changes = _announcements[id(pool)] = Announcements(pool, channel)
+    changes = await _announcements_of(pool)
     deadline = time.monotonic() + within_s
     async with changes.watch(str(request_id)) as changed:
         while True:

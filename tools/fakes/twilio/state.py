@@ -41,6 +41,11 @@ def rfc2822(moment: datetime | None) -> str | None:
     return None if moment is None else format_datetime(moment)
 
 
+def iso_ms(moment: datetime) -> str:
+    """The instant as the test API shows it: ISO 8601 in UTC to the millisecond."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -214,7 +219,7 @@ class Event:
         elapsed = self.mono - origin
         return {
             "seq": self.seq,
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": iso_ms(self.at),
             "t": round(elapsed, 4),
             "sim_t": round(elapsed / time_scale, 2) if time_scale > 0 else None,
             "call_sid": self.call_sid,

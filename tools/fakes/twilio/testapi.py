@@ -20,7 +20,7 @@ from tools.fakes.twilio.rest import (
     apply_number_form,
     refusal_of_number,
 )
-from tools.fakes.twilio.state import Call, Party, PhoneNumber, Step, TwilioState, new_sid, wait_event
+from tools.fakes.twilio.state import Call, Party, PhoneNumber, Step, TwilioState, iso_ms, new_sid, wait_event
 from tools.fakes.twilio.webhooks import WEBHOOK_TIMEOUT_S
 
 MAX_WAIT_S = 300.0
@@ -38,6 +38,7 @@ def call_view(state: TwilioState, call: Call, *, events: bool = True) -> dict[st
         "to": call.to,
         "party": call.far_end,
         "role": call.role,
+        "created": iso_ms(call.created),
         "status": call.status,
         "parent_call_sid": call.parent_sid,
         "bridged_with": list(call.bridged_with),
