@@ -484,6 +484,16 @@ async def coverage_accepted(cast: Cast, lead_s: float = 20.0, checkpoint: Checkp
     return Covered(request["id"], covered)
 
 
+async def ben_on_call(cast: Cast, covered: Covered) -> None:
+    """Until Ben's first covered shift has begun: from then on the schedule has him on call."""
+    wait = (at(covered.shifts[0]["start"]) - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        cast.say(f"   (waiting {wait:.0f} s for Ben's covered shift to begin)")
+        await asyncio.sleep(wait + 0.5)
+    await cast.expect_on_call(datetime.now(UTC), "Ben")
+    cast.say("   Ben is on call now.")
+
+
 # ------------------------------------------------------------------------------------------- scenario 4
 
 
@@ -621,13 +631,7 @@ async def demo(doors: Doors, say: Say, minute_s: float) -> None:
         cast = await Cast.create(api, say, minute_s)
         say("")
         say("1. Coverage")
-        covered = await coverage_accepted(cast, lead_s=6)
-        wait = (at(covered.shifts[0]["start"]) - datetime.now(UTC)).total_seconds()
-        if wait > 0:
-            say(f"   (waiting {wait:.0f} s for Ben's covered shift to begin)")
-            await asyncio.sleep(wait + 0.5)
-        await cast.expect_on_call(datetime.now(UTC), "Ben")
-        say("   Ben is on call now.")
+        await ben_on_call(cast, await coverage_accepted(cast, lead_s=6))
         say("")
         say("2. A call to the hotline")
         await call_routed(cast, "digit", _phone())

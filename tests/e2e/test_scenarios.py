@@ -60,8 +60,7 @@ async def test_coverage_accepted_then_a_call_routed_by_digit_and_by_voice(cast: 
     status, body = await api.call("POST", f"/v1/coverage-requests/{covered.request_id}/cancel", cast.ada, json={})
     assert status == 409 and body["state"] == "accepted", body
 
-    await asyncio.sleep(max(0.0, (at(covered.shifts[0]["start"]) - datetime.now(UTC)).total_seconds()) + 0.5)
-    await cast.expect_on_call(datetime.now(UTC), "Ben")
+    await scenarios.ben_on_call(cast, covered)
     by_digit = await scenarios.call_routed(cast, "digit", caller())
     by_voice = await scenarios.call_routed(cast, "voice", caller())
     for alert in (by_digit, by_voice):
@@ -191,6 +190,7 @@ async def test_each_service_sigkilled_in_the_middle_of_scenarios_1_and_5_loses_a
     killer = Killer(platform, {"requested": ("coverage", "notifier"), "accepted": ("schedule", "callrouter")})
     covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=killer)
     await killer.done()
+    await scenarios.ben_on_call(cast, covered)  # whom the escalation pages must not change halfway
     killer = Killer(platform, {"voicemail": ("callrouter", "notifier"), "voice": ("schedule", "coverage")})
     alert = await scenarios.nobody_answers(cast, caller(), checkpoint=killer, strict=False)
     await killer.done()
@@ -215,6 +215,7 @@ async def test_the_broker_restarted_in_the_middle_of_scenarios_1_and_5_loses_and
         api = Api(started.doors, http)
         cast = await Cast.create(api, lambda _: None, QUICK_MINUTE_S)
         covered = await scenarios.coverage_accepted(cast, lead_s=30, checkpoint=restart_broker)
+        await scenarios.ben_on_call(cast, covered)
         alert = await scenarios.nobody_answers(cast, caller(), checkpoint=restart_broker, strict=False)
         assert alert["acknowledged_by"] == cast.cleo.id
         assert (await cast.request(covered.request_id))["status"] == "accepted"
