@@ -7,6 +7,10 @@ from shared.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: str = CALLROUTER.name
     http_port: int = CALLROUTER.port
+    # Dials, redirects and hang-ups are timers that wait on the provider's REST API (a dial also commits its
+    # intent on a second connection): a burst of calls wants several at once, not the default two.
+    timer_concurrency: int = Field(default=8, ge=1)
+    db_pool_max: int = 20
 
     # Twilio: TWILIO_API_URL https://api.twilio.com or the local telephony simulator. The routing numbers'
     # voice URL is PUBLIC_WEBHOOK_URL + /webhooks/twilio/calls/incoming and their status callback
