@@ -30,7 +30,7 @@ READY_TIMEOUT_S = 90.0
 # The quick platform of the end-to-end tests and the `platform.e2e` benchmark: a minute of escalation timeouts
 # and notification delays lasts QUICK_MINUTE_S, rings are short, timers and relays poll often, and simulated
 # telephony runs at QUICK_TIME_SCALE (a 5 s ring timeout rings for 1.25 s).
-QUICK_MINUTE_S = 2.0
+QUICK_MINUTE_S = 3.0
 QUICK_SERVICE_ENV = {
     "DELAY_MINUTE_S": str(QUICK_MINUTE_S),
     "RING_TIMEOUT_S": "5",

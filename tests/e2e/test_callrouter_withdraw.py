@@ -25,7 +25,7 @@ from tools.procs import ServiceProcess, start_service
 pytestmark = pytest.mark.e2e
 CALLER = "+4917700000003"
 NOTIFIER_NUMBER = "+15005550006"
-MINUTE_S = 10  # a policy rule's 1-minute timeout lasts 10 s; the default call step, 2 minutes after a push, 20 s
+MINUTE_S = 5  # a policy rule's 1-minute timeout lasts 5 s; the default call step, 2 minutes after a push, 10 s
 TIME_SCALE = 0.2  # simulated seconds of the telephony simulator: a 5 s ring timeout rings for 1 s
 ADMIN = token(uuid.uuid4(), "admin")
 
