@@ -220,7 +220,7 @@ async def platform_load(api: Api, workflows: int = 200, calls: int = 50, say: Sa
     started = time.monotonic()
     try:
         asks = [(s.cast, to, shift) for s in staged for to, shift in s.asks(PER_CAST)][:workflows]
-        callers = [(s.cast, scenarios._phone()) for s in staged[:calls]]
+        callers = [(s.cast, scenarios.phone_number()) for s in staged[:calls]]
         await asyncio.gather(
             *(run.counted(f"{c.ada.name} asks {to.name} ({c.team_id[:8]})", run.covered(c, to, shift))
               for c, to, shift in asks),

@@ -4,7 +4,8 @@ users use: the mobile API behind the gateway with each person's JWT, calls place
 
 `make demo` plays them against `make up` and prints each step in plain words; tests/e2e/test_scenarios.py plays
 them against a platform of its own (tools.stack) and asserts what each person would see. Every step checks
-what it claims (`Failed` otherwise), so the demo cannot tell a story the platform did not live.
+what it claims (an AssertionError otherwise: `Failed`, or a wait that ran out), so the demo cannot tell a
+story the platform did not live.
 
 The cast, built fresh each time so runs never collide: Ada and Ben share a team and a daily rotation (Ada on
 call now, then every other day); Cleo leads. The hotline's option 1 ("outage") dials the policy: rule 1 whoever
@@ -28,6 +29,7 @@ import aiohttp
 from icalendar import Calendar
 
 from shared.auth import issue_dev_token
+from shared.testing import eventually
 from tools.fakes.inbox import Received
 from tools.fakes.twilio.helper import SimClient
 from tools.fakes.twilio.state import Party, Step
@@ -58,18 +60,6 @@ def iso(t: datetime) -> str:
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float = WAIT_S) -> Any:
-    """Poll `probe` until it returns something truthy; `Failed` naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise Failed(f"{what}: not within {timeout_s:.0f}s (last: {last!r})")
 
 
 # ------------------------------------------------------------------------------------------------- doors
@@ -172,7 +162,8 @@ async def push_about(api: Api, person: Person, key: str, value: str, n: int = 1,
         found = [p for p in about(await api.pushes(person), key, value) if where(p)]
         return found if len(found) >= n else []
 
-    return await until(arrived, f"{person.name}'s phone shows {n} push(es) with {key}={value}")  # type: ignore[no-any-return]
+    return await eventually(arrived,
+        what=f"{person.name}'s phone shows {n} push(es) with {key}={value}", timeout_s=WAIT_S)
 
 
 def duplicates(pushes: list[Received]) -> list[str]:
@@ -187,7 +178,8 @@ def duplicates(pushes: list[Received]) -> list[str]:
 # -------------------------------------------------------------------------------------------------- cast
 
 
-def _phone() -> str:
+def phone_number() -> str:
+    """A made-up mobile number, new each time."""
     return "+49151" + "".join(random.choices("0123456789", k=8))
 
 
@@ -216,7 +208,7 @@ class Cast:
         people = []
         for name, platform in (("Ada", "ios"), ("Ben", "android"), ("Cleo", "ios")):
             body = {"name": name, "email": f"{name.lower()}.{uuid.uuid4().hex[:10]}@example.com",
-                    "time_zone": "UTC", "phone": _phone()}
+                    "time_zone": "UTC", "phone": phone_number()}
             user = await api.ok("POST", "/v1/users", json=body, idempotent=False)
             person = Person(name, user["id"], body["phone"], platform,  # type: ignore[arg-type]
                             uuid.uuid4().hex + uuid.uuid4().hex if platform == "ios" else "fcm-" + uuid.uuid4().hex)
@@ -267,7 +259,7 @@ class Cast:
                 raise Failed(f"POST /v1/routing-numbers: HTTP {status} {answer!r}")
             return answer
 
-        await until(created, "the hotline is created once callrouter knows the policy")
+        await eventually(created, what="the hotline is created once callrouter knows the policy", timeout_s=WAIT_S)
         hooks = self.api.doors.webhooks_url + "/webhooks/twilio/calls"
         await self.api.sim.configure_number(self.hotline, voice_url=f"{hooks}/incoming",
                                             status_callback=f"{hooks}/status")
@@ -285,7 +277,7 @@ class Cast:
         async def right() -> bool:
             return await self.on_call(instant) == name
 
-        await until(right, f"{name} on call at {when(instant)}", timeout_s=20)
+        await eventually(right, what=f"{name} on call at {when(instant)}", timeout_s=20)
 
     async def calendar(self, person: Person) -> list[tuple[datetime, datetime, str]]:
         """(start, end, STATUS) of every event in the person's my-shifts iCalendar feed (subscribed to once, as a
@@ -311,7 +303,7 @@ class Cast:
                                      params={"from": iso(start), "to": iso(end)})
             return [s for s in body if s["schedule_id"] == self.schedule_id]
 
-        return await until(listed, "Ada's shifts listed in the app")  # type: ignore[no-any-return]
+        return await eventually(listed, what="Ada's shifts listed in the app", timeout_s=WAIT_S)
 
     async def ask(self, shifts: list[dict[str, Any]], message: str = "", to: Person | None = None,
                   **extra: Any) -> dict[str, Any]:
@@ -332,7 +324,7 @@ class Cast:
                 raise Failed(f"Ada's coverage request: HTTP {status} {answer!r}")
             return answer
 
-        request: dict[str, Any] = await until(created, "Ada's coverage request is created")
+        request: dict[str, Any] = await eventually(created, what="Ada's coverage request is created", timeout_s=WAIT_S)
         spans = "; ".join(f"{when(at(s['start']))} to {when(at(s['end']))}" for s in shifts)
         said = f' — "{message}"' if message else ""
         self.say(f"Ada asked {to.name} to cover {len(shifts)} shift(s): {spans}{said}")
@@ -346,7 +338,7 @@ class Cast:
             body = await self.request(request_id)
             return body if body["status"] == status else None
 
-        return await until(there, f"the request is {status}")  # type: ignore[no-any-return]
+        return await eventually(there, what=f"the request is {status}", timeout_s=WAIT_S)
 
     async def told(self, person: Person, request_id: str, status: str) -> Received:
         """The push about the request in `status` on the person's phone."""
@@ -383,7 +375,7 @@ class Cast:
             return next((a for a in body["items"] if a["caller"] == caller_number
                          and at(a["created_at"]) >= since - timedelta(seconds=1)), None)
 
-        return await until(found, f"the alert of the call from {caller_number}")  # type: ignore[no-any-return]
+        return await eventually(found, what=f"the alert of the call from {caller_number}", timeout_s=WAIT_S)
 
     async def acknowledged(self, caller_number: str, by: Person, since: datetime) -> dict[str, Any]:
         """The alert of the call from `caller_number` (opened at `since` or later) once it is acknowledged;
@@ -394,7 +386,8 @@ class Cast:
             body = await self.alert(alert["id"])
             return body if body["status"] == "acknowledged" else None
 
-        acked: dict[str, Any] = await until(accepted, f"the call's alert acknowledged by {by.name}")
+        acked: dict[str, Any] = await eventually(accepted,
+            what=f"the call's alert acknowledged by {by.name}", timeout_s=WAIT_S)
         if acked["acknowledged_by"] != by.id:
             raise Failed(f"acknowledged by {acked['acknowledged_by']}, not {by.name}")
         return acked
@@ -471,8 +464,9 @@ async def coverage_accepted(cast: Cast, lead_s: float = 20.0, checkpoint: Checkp
         )
 
     try:
-        await until(feeds_show_it, "Ada's calendar shows the shifts cancelled and Ben's lists them", timeout_s=20)
-    except Failed as exc:
+        await eventually(feeds_show_it,
+            what="Ada's calendar shows the shifts cancelled and Ben's lists them", timeout_s=20)
+    except AssertionError as exc:
         raise Failed(f"{exc}; covered {spans}; Ada's feed {seen[0]}; Ben's feed {seen[1]}") from None
     cast.say("Calendars: Ada's feed shows the shifts cancelled, Ben's lists them.")
     sent, received = await cast.listed_as(ada, "sent", request["id"]), await cast.listed_as(ben, "received",
@@ -529,18 +523,18 @@ async def _routed(
         return calls[before[person.name]] if len(calls) > before[person.name] else None
 
     if decliner is not None:
-        await until(lambda: dialed(decliner), f"{decliner.name} (on call now) is dialed")
+        await eventually(lambda: dialed(decliner), what=f"{decliner.name} (on call now) is dialed", timeout_s=WAIT_S)
         cast.say(f"callrouter dialed {decliner.name} first (the schedule has them on call now); {decliner.name} "
                  "answered and hung up: declined.")
-    leg = await until(lambda: dialed(taker), f"{taker.name} is dialed")
+    leg = await eventually(lambda: dialed(taker), what=f"{taker.name} is dialed", timeout_s=WAIT_S)
 
     async def bridged() -> Any:
         answered, caller = await sim.call(leg["sid"]), await sim.call(call["sid"])
         return call["sid"] in answered["bridged_with"] or leg["sid"] in caller["bridged_with"]
 
     try:
-        await until(bridged, f"{taker.name} is connected to the caller")
-    except Failed as exc:
+        await eventually(bridged, what=f"{taker.name} is connected to the caller", timeout_s=WAIT_S)
+    except AssertionError as exc:
         story = await sim.conversation(call["sid"])
         raise Failed(f"{exc}; the call: {json.dumps(story)[:6000]}") from None
     cast.say(f"{taker.name} answered, pressed 1 and was connected to the caller.")
@@ -580,7 +574,7 @@ async def nobody_answers(
         body = await cast.alert(alert["id"])
         return body if body.get("voicemail_url") else None
 
-    alert = await until(voicemail, "the voicemail attached to the alert")
+    alert = await eventually(voicemail, what="the voicemail attached to the alert", timeout_s=WAIT_S)
     cast.say(f"The caller left a voicemail; it is attached to alert {alert['id'][:8]}, which escalates.")
     await checkpoint("voicemail")
     # the one on call answers the voice page when it comes, but presses nothing: not an acknowledgement
@@ -591,7 +585,7 @@ async def nobody_answers(
     async def voice_page() -> Any:
         return [c for c in await api.calls_to(first) if c.get("from") != cast.hotline] or None
 
-    await until(voice_page, f"{first.name}'s voice page a minute later", timeout_s=WAIT_S + 2 * cast.minute_s)
+    await eventually(voice_page, what=f"{first.name}'s voice page a minute later", timeout_s=WAIT_S + 2 * cast.minute_s)
     cast.say(f"A minute later nobody had acknowledged: notifier called {first.name}, who did not press a key.")
     await checkpoint("voice")
     (cleo_push, *_) = await push_about(api, cleo, "alert_id", alert["id"])
@@ -634,10 +628,10 @@ async def demo(doors: Doors, say: Say, minute_s: float) -> None:
         await ben_on_call(cast, await coverage_accepted(cast, lead_s=6))
         say("")
         say("2. A call to the hotline")
-        await call_routed(cast, "digit", _phone())
+        await call_routed(cast, "digit", phone_number())
         say("")
         say("3. Nobody answers")
-        await nobody_answers(cast, caller_number=_phone())
+        await nobody_answers(cast, caller_number=phone_number())
         say("")
         for person in cast.people:
             say(f"What {person.name}'s phone got: make phone USER={person.id}")

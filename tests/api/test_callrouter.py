@@ -695,10 +695,15 @@ async def _paged(pool: asyncpg.Pool, alert_id: str) -> list[str]:
     return [c["user_id"] for c in commands if c.get("data", {}).get("alert_id") == alert_id]
 
 
+async def _chose_option_1(rig: Rig, pool: asyncpg.Pool) -> World:
+    """Two responders, one per rule, and a caller who pressed 1: the first responder's dial timer is due."""
+    world = await World.build(pool, n_users=2, rules=[[0], [1]])
+    await choose(rig, await routing_number(rig, world), Digits="1")
+    return world
+
+
 async def test_a_leg_whose_end_never_arrives_counts_as_unanswered(rig: Rig, callrouter_pool: asyncpg.Pool) -> None:
-    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
-    number = await routing_number(rig, world)
-    await choose(rig, number, Digits="1")
+    world = await _chose_option_1(rig, callrouter_pool)
     await rig.fire()
     ((first, first_sid),) = rig.phones.dialed
     # its no-answer callback is lost (this service was down): the deadline moves the caller on
@@ -731,9 +736,7 @@ async def _redial_now(pool: asyncpg.Pool) -> None:
 async def test_a_leg_placed_just_before_a_crash_is_adopted_not_rung_again(
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
-    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
-    number = await routing_number(rig, world)
-    await choose(rig, number, Digits="1")
+    world = await _chose_option_1(rig, callrouter_pool)
     rig.phones.die_after_dial = Died()
     assert await rig.fire() == 0  # the provider placed the leg; its transaction never committed
     ((first, placed_sid),) = rig.phones.dialed
@@ -758,9 +761,7 @@ async def test_a_leg_placed_just_before_a_crash_is_adopted_not_rung_again(
 async def test_a_leg_the_provider_never_placed_before_a_crash_is_dialed_once_after_it(
     rig: Rig, callrouter_pool: asyncpg.Pool
 ) -> None:
-    world = await World.build(callrouter_pool, n_users=2, rules=[[0], [1]])
-    number = await routing_number(rig, world)
-    await choose(rig, number, Digits="1")
+    world = await _chose_option_1(rig, callrouter_pool)
     leg_id = await rig.pool.fetchval("SELECT key::uuid FROM callrouter.timers WHERE kind = $1", DIAL)
     # the intent was committed, then the process died before the provider took the request
     await rig.pool.execute("INSERT INTO callrouter.dial_intents (leg_id, at) VALUES ($1, now())", leg_id)

@@ -1,6 +1,7 @@
 """Raw records with hostile headers against the running notifier: valid payloads take effect, poison is parked,
 and the partition keeps moving."""
 
+import json
 import uuid
 
 import asyncpg
@@ -55,3 +56,42 @@ async def test_hostile_headers_neither_jam_the_partition_nor_lose_a_command(
 
 async def _equal(probe: "object", expected: list[str]) -> bool:
     return await probe == expected  # type: ignore[misc]
+
+
+async def test_malformed_withdrawals_are_parked_and_the_commands_behind_them_take_effect(
+    isolated_infra: IsolatedInfra, processes: Processes
+) -> None:
+    """The commands topic carries two messages told apart by `type`: a withdrawal that breaks its schema, or a
+    type nobody knows, is parked with its error; the valid ones behind it on the partition take effect."""
+    processes.start("notifier", infra=isolated_infra)
+    user = uuid.uuid4()
+    good, good_record = command(user, [])
+    key = str(user).encode()
+    withdraw = {"type": "WithdrawNotifications", "event_id": str(uuid.uuid4()), "user_id": str(user),
+                "occurred_at": "2026-11-24T00:00:00Z", "key_prefix": "poison:", "reason": ""}
+    hostile = [
+        withdraw | {"key_prefix": ""},  # too short
+        withdraw | {"reason": "x" * 5000},  # too long
+        withdraw | {"user_id": None},
+        withdraw | {"occurred_at": "0000-00-00T00:00:00Z"},
+        withdraw | {"key_prefix": {"nested": [[[["deep"]]]]}},
+        withdraw | {"type": "DeleteEverything"},
+    ]
+    records = [(key, json.dumps(h).encode(), [("type", str(h["type"]).encode())]) for h in hostile]
+    await produce_raw(isolated_infra.kafka_bootstrap, NOTIFICATION_COMMANDS.name, [*records, good_record])
+
+    async def delivered() -> bool:
+        conn = await asyncpg.connect(isolated_infra.database_url)
+        try:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM notifier.deliveries WHERE idempotency_key = $1", good.idempotency_key
+            ))
+        finally:
+            await conn.close()
+
+    await eventually(delivered, timeout_s=60, what="the valid command behind the malformed withdrawals delivered")
+    parked = await read_topic(
+        isolated_infra.kafka_bootstrap, NOTIFICATION_COMMANDS.dlq, until=lambda rs: len(rs) >= len(hostile)
+    )
+    assert [r.value for r in parked] == [value for _, value, _ in records]
+    assert all(dict(r.headers).get("dlq-error") for r in parked)

@@ -45,7 +45,7 @@ async def cast(api: Api) -> Cast:
 
 
 def caller() -> str:
-    return scenarios._phone()
+    return scenarios.phone_number()
 
 
 async def test_coverage_accepted_then_a_call_routed_by_digit_and_by_voice(cast: Cast, api: Api) -> None:

@@ -222,8 +222,7 @@ async def escalate(
         return
     people = await store.responders(conn, step.targets)
     paged = [u for u in step.targets if u in people and people[u].active]
-    body = alert.summary + (("" if alert.summary.endswith(".") else ".") + " A voicemail was left."
-                            if alert.voicemail_url else "")
+    body = alert.summary.rstrip(".") + ". A voicemail was left." if alert.voicemail_url else alert.summary
     await enqueue_all(
         conn,
         [

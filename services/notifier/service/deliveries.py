@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -133,12 +133,13 @@ async def handle_commands(
     accepted: list[Delivery] = []
     async with transaction(pool) as conn:
         fresh = await fresh_events(conn, COMMANDS_CONSUMER, commands)
-        for _, same in groupby(fresh, key=type):  # runs of one kind: a run of sends is planned at once
+        for kind, same in groupby(fresh, key=type):  # runs of one kind: a run of sends is planned at once
             run = list(same)
-            if sends := [c for c in run if isinstance(c, SendNotification)]:
-                accepted += await _plan(conn, sends, proof_after, minute)
-            for withdrawal in (c for c in run if isinstance(c, WithdrawNotifications)):
-                await _withdraw(conn, withdrawal)
+            if kind is SendNotification:
+                accepted += await _plan(conn, cast(list[SendNotification], run), proof_after, minute)
+            else:
+                for withdrawal in cast(list[WithdrawNotifications], run):
+                    await _withdraw(conn, withdrawal)
     if accepted:  # one line per batch: a line per command cost 8 % of notifier's CPU at 600 commands/s
         log.info("notifications queued", deliveries=[f"{d.id}:{d.user_id}" for d in accepted])
     return accepted
